@@ -1,0 +1,292 @@
+"""Talk to a server from a notebook cell: one client, a few named bots, or a one-shot exchange.
+
+A thin layer over the websockets library's asyncio client: its exceptions (``ConnectionClosed``,
+``InvalidStatus``) and options (``origin``, ``additional_headers``, ``max_size``...) pass straight
+through. What it adds is a :class:`~wslab.transcript.Transcript` of every send, receive and close,
+and, when the target is a :class:`~wslab.server.LabServer`, waiting for the server's side of the
+connection to finish before reporting a close, so the server's log is complete when a cell prints it.
+
+    async with wslab.connect(server, "/ws") as ws:        # in a cell: top-level await
+        await ws.send("hello")
+        await ws.recv()                                   # prints: you ← Message received: hello
+
+    wslab.exchange(server, "/ws", "hello", "bye")         # anywhere, no await needed
+
+    async with wslab.bots(server, "/ws/{name}", ["ada", "bo"]) as team:
+        await team["ada"].send("hi")
+        for bot in team:
+            await bot.recv()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Coroutine, Iterator, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from .server import LabServer
+from .transcript import EVENT, RECEIVED, SENT, Transcript, describe_close, describe_message
+
+__all__ = ["Bots", "LabClient", "bots", "connect", "exchange", "run_sync"]
+
+T = TypeVar("T")
+Message = str | bytes
+SERVER_DONE_TIMEOUT = 2.0  # how long to wait for the server's handler to finish after a close
+
+
+def _url(target: LabServer | str, path: str) -> str:
+    if isinstance(target, LabServer):
+        return target.ws_url(path)
+    return target.rstrip("/") + "/" + path.lstrip("/") if path not in ("", "/") else target
+
+
+class LabClient:
+    """One WebSocket client with a name and a transcript. Made by :func:`connect` or :func:`bots`."""
+
+    def __init__(self, target: LabServer | str, path: str = "/", *, name: str = "you",
+                 transcript: Transcript | None = None, **options: Any) -> None:
+        self.name = name
+        self.path = path
+        self.url = _url(target, path)
+        self.server = target if isinstance(target, LabServer) else None
+        self.transcript = transcript if transcript is not None else Transcript()
+        self._options = options
+        self._connection: ClientConnection | None = None
+        self._local_port: int | None = None
+        self._closed_noted = False
+
+    # -- opening and closing -----------------------------------------------------------------------
+    async def open(self) -> LabClient:
+        """Connect (``async with`` and ``await`` call this for you)."""
+        try:
+            self._connection = await ws_connect(self.url, **self._options)
+        except InvalidStatus as exc:
+            self.transcript.add(self.name, EVENT, f"handshake refused: HTTP {exc.response.status_code}")
+            raise
+        self._local_port = self._connection.local_address[1]
+        return self
+
+    def __await__(self) -> Any:
+        return self.open().__await__()
+
+    async def __aenter__(self) -> LabClient:
+        return await self.open()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    @property
+    def connection(self) -> ClientConnection:
+        """The underlying websockets connection, for anything this helper does not wrap."""
+        if self._connection is None:
+            raise RuntimeError(f"{self.name} is not connected yet: use `async with` or `await` first.")
+        return self._connection
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection (if the server has not already) and note how it ended."""
+        connection = self.connection
+        await connection.close(code, reason)
+        await self._note_closed(by_us=True)
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code, once closed: the server's if it closed first, else ours; 1006 if none."""
+        return self.connection.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.connection.close_reason
+
+    async def _note_closed(self, *, by_us: bool = False) -> None:
+        if self._closed_noted:
+            return
+        self._closed_noted = True
+        await self.connection.wait_closed()
+        await self._server_side_done()
+        closed = self.connection.protocol.close_exc
+        self.transcript.add(self.name, EVENT, describe_close(closed, by_us=by_us))
+
+    async def _server_side_done(self) -> None:
+        """Wait (briefly) until the server's handler for this connection has returned."""
+        if self.server is None or self._local_port is None:
+            return
+        session = self.server.sessions.for_client_port(self._local_port)
+        if session is not None:
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(session.done), SERVER_DONE_TIMEOUT)
+            except TimeoutError:
+                pass  # a handler that ignores the close: report what the client saw anyway
+
+    # -- sending and receiving ---------------------------------------------------------------------
+    async def send(self, message: Message | dict[str, Any] | list[Any]) -> None:
+        """Send text or bytes as they are; a dict or a list is sent as a JSON text frame."""
+        data = message if isinstance(message, (str, bytes)) else json.dumps(message)
+        self.transcript.add(self.name, SENT, describe_message(data))
+        try:
+            await self.connection.send(data)
+        except ConnectionClosed:
+            await self._note_closed()
+            raise
+
+    async def recv(self, timeout: float = 5.0) -> Message:
+        """The next message. Raises ``ConnectionClosed`` if the connection ends, ``TimeoutError`` if
+        nothing comes within ``timeout`` seconds; either way the transcript says so first."""
+        try:
+            message = await asyncio.wait_for(self.connection.recv(), timeout)
+        except ConnectionClosed:
+            await self._note_closed()
+            raise
+        except TimeoutError:
+            self.transcript.add(self.name, EVENT, f"nothing received within {timeout:g} s")
+            raise TimeoutError(f"{self.name} received nothing within {timeout:g} s") from None
+        self.transcript.add(self.name, RECEIVED, describe_message(message))
+        return message
+
+    async def recv_json(self, timeout: float = 5.0) -> Any:
+        """The next message, parsed as JSON."""
+        return json.loads(await self.recv(timeout))
+
+    async def wait_closed(self, timeout: float = 5.0) -> int | None:
+        """Wait for the server to close the connection, noting any message that still arrives.
+        Returns the close code."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.recv(timeout)
+        except ConnectionClosed:
+            return self.close_code
+
+    def __repr__(self) -> str:
+        return f"LabClient({self.name!r}, {self.path!r})"
+
+
+def connect(target: LabServer | str, path: str = "/", *, name: str = "you",
+            transcript: Transcript | None = None, **options: Any) -> LabClient:
+    """A client for ``path`` on ``target`` (a server from :func:`~wslab.serve`, or a ``ws://`` URL).
+
+    Use it with ``async with`` (closed for you at the end) or ``await`` it (close it yourself).
+    Every send, receive and close is printed as it happens; pass ``transcript=Transcript(live=False)``
+    to collect the lines instead. Other keyword arguments go to ``websockets.asyncio.client.connect``.
+    """
+    return LabClient(target, path, name=name, transcript=transcript, **options)
+
+
+class Bots:
+    """Several named clients sharing one transcript; ``team["ada"]`` or ``for bot in team``."""
+
+    def __init__(self, clients: Sequence[LabClient], transcript: Transcript) -> None:
+        self.clients = {client.name: client for client in clients}
+        self.transcript = transcript
+
+    def __getitem__(self, name: str) -> LabClient:
+        return self.clients[name]
+
+    def __iter__(self) -> Iterator[LabClient]:
+        return iter(self.clients.values())
+
+    def __len__(self) -> int:
+        return len(self.clients)
+
+    async def __aenter__(self) -> Bots:
+        opened: list[LabClient] = []
+        try:
+            for client in self:  # one after the other, so they join in a fixed order
+                opened.append(await client.open())
+        except BaseException:
+            for client in opened:
+                await client.close()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every bot, in order."""
+        for client in self:
+            if client._connection is not None:
+                await client.close()
+
+
+def bots(target: LabServer | str, path: str, names: Sequence[str], *,
+         transcript: Transcript | None = None, **options: Any) -> Bots:
+    """Named clients that connect in order; ``{name}`` in ``path`` becomes each bot's name.
+
+    Example::
+
+        async with wslab.bots(server, "/ws/{name}", ["ada", "bo", "cy"]) as team:
+            await team["ada"].send("hello all")
+            for bot in team:
+                await bot.recv()
+    """
+    shared = transcript if transcript is not None else Transcript()
+    clients = [LabClient(target, path.replace("{name}", n), name=n, transcript=shared, **options)
+               for n in names]
+    return Bots(clients, shared)
+
+
+def run_sync(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+    """Run ``coro`` to completion from synchronous code, even in a cell whose event loop is running:
+    it runs on a fresh event loop in a helper thread."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def runner() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            result.append(loop.run_until_complete(coro))
+        except BaseException as exc:
+            error.append(exc)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=runner, name="wslab-run-sync", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"the exchange did not finish within {timeout:g} s")
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def exchange(target: LabServer | str, path: str, *messages: Message | dict[str, Any],
+             name: str = "you", replies: int = 1, timeout: float = 5.0, show: bool = True,
+             **options: Any) -> list[Message]:
+    """Connect, send each message and read ``replies`` replies to each, close; return the replies.
+
+    The synchronous form, for one-shot exchanges (no ``await`` needed)::
+
+        wslab.exchange(server, "/ws", "hello", "world")
+
+    If the server closes the connection or stays silent, the transcript says so and the replies so
+    far are returned.
+    """
+    transcript = Transcript(live=False)
+
+    async def talk() -> list[Message]:
+        received: list[Message] = []
+        async with connect(target, path, name=name, transcript=transcript, **options) as client:
+            try:
+                for message in messages:
+                    await client.send(message)
+                    for _ in range(replies):
+                        received.append(await client.recv(timeout))
+            except (ConnectionClosed, TimeoutError):
+                pass
+        return received
+
+    try:
+        return run_sync(talk(), timeout=timeout * (len(messages) * replies + 2))
+    finally:
+        if show and transcript.lines:
+            print(transcript)

@@ -1,0 +1,265 @@
+"""Run a FastAPI (or any ASGI) app with uvicorn inside the current Python process.
+
+A notebook cell cannot block on ``uvicorn.run()``, and a server task on the kernel's own event loop
+deadlocks any synchronous client in a cell and takes the kernel down when its port is taken (uvicorn
+calls ``sys.exit``). So :func:`serve` runs uvicorn in a daemon thread with an event loop of its own,
+built here rather than through ``asyncio.run`` so that it still works after ``nest_asyncio.apply()``.
+
+    >>> server = serve(app, name="echo")      # returns once the server is listening
+    >>> server.ws_url("/ws")                  # 'ws://127.0.0.1:<port>/ws'
+    >>> server.stop()                         # idempotent; frees the port
+
+Serving again under the same name stops the previous server first, so re-running a cell never fails
+with "address already in use". Every server is stopped when the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import errno
+import socket
+import threading
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, TypeVar
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from .exceptions import AppStartupError, PortInUseError, ServerStartError, ServerStopped, ServerTimeoutError
+from .serverlog import ServerLog, attach, detach
+from .sessions import SessionTracker
+
+__all__ = ["LabServer", "running_servers", "serve"]
+
+T = TypeVar("T")
+HOST = "127.0.0.1"
+DEFAULT_NAME = "default"
+
+_servers: dict[str, LabServer] = {}
+_servers_lock = threading.Lock()
+
+
+def serve(app: ASGIApp, *, port: int = 0, name: str | None = None, timeout: float = 10.0) -> LabServer:
+    """Serve ``app`` on 127.0.0.1 in a background thread and return once it is listening.
+
+    ``port=0`` lets the operating system pick a free port (read it from ``.port``). ``name`` identifies
+    the server within this process: serving again under a name already in use stops that server first
+    (no name means the name ``"default"``). A fixed ``port`` that one of this process's own servers
+    still holds is freed the same way.
+
+    Raises :class:`PortInUseError` if another program holds the port, :class:`AppStartupError` if the
+    app's startup fails, :class:`ServerTimeoutError` if it is not listening within ``timeout`` seconds.
+
+    Example::
+
+        server = wslab.serve(app, name="echo")
+        async with wslab.connect(server, "/ws") as ws:
+            await ws.send("hello")
+            await ws.recv()
+        server.stop()
+    """
+    name = name or DEFAULT_NAME
+    with _servers_lock:
+        stale = [s for s in _servers.values() if s.name == name or (port and s.port == port)]
+    for old in stale:
+        old.stop()
+    server = LabServer(app, name=name, port=port)
+    server._start(timeout)
+    with _servers_lock:
+        _servers[name] = server
+    return server
+
+
+def running_servers() -> list[LabServer]:
+    """The servers this process started that are still running, by name."""
+    with _servers_lock:
+        return sorted((s for s in _servers.values() if s.running), key=lambda s: s.name)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, telling us the moment it is listening."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self._on_started()
+
+
+class LabServer:
+    """A uvicorn server running in a background thread of this process. Made by :func:`serve`."""
+
+    def __init__(self, app: ASGIApp, *, name: str, port: int = 0) -> None:
+        self.name = name
+        self.log = ServerLog()
+        self.sessions = SessionTracker(app)
+        self._requested_port = port
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = threading.Event()
+        self._finished = threading.Event()
+        self._settled = threading.Event()  # started, or finished without starting
+        self._failure: BaseException | None = None
+        self._stopped = False
+        config = uvicorn.Config(
+            self.sessions,
+            interface="asgi3",
+            lifespan="auto",
+            ws="websockets-sansio",
+            log_config=None,  # leave the process's logging alone; serverlog captures our records
+            log_level="info",
+            timeout_graceful_shutdown=2,
+        )
+        self._uvicorn = _Uvicorn(config, self._on_started)
+        self._thread = threading.Thread(target=self._run, name=f"wslab-server-{name}", daemon=True)
+
+    # -- addresses ---------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The server's HTTP address, for example ``http://127.0.0.1:41234``."""
+        return f"http://{HOST}:{self.port}"
+
+    def ws_url(self, path: str = "/") -> str:
+        """The WebSocket address of ``path`` on this server, for example ``ws://127.0.0.1:41234/ws``."""
+        return f"ws://{HOST}:{self.port}/{path.lstrip('/')}"
+
+    @property
+    def running(self) -> bool:
+        return self._started.is_set() and not self._finished.is_set()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"LabServer({self.name!r}, {state})"
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def _start(self, timeout: float) -> None:
+        sock = _bind(self._requested_port, self.name)
+        self.port = sock.getsockname()[1]
+        self._socket = sock
+        self._thread.start()
+        if not self._settled.wait(timeout):
+            self.stop()
+            raise ServerTimeoutError(
+                f"The server {self.name!r} did not start listening within {timeout:g} s. Its app's "
+                "startup (lifespan) is probably waiting for something; fix it, or pass a larger timeout."
+            )
+        if not self._started.is_set():
+            self._thread.join()
+            problems = "; ".join(line.strip() for line in self.log.lines()) or repr(self._failure)
+            raise AppStartupError(
+                f"The app served as {self.name!r} failed to start: {problems}. "
+                "Fix the app's startup code and run the cell again."
+            ) from self._failure
+
+    def _on_started(self) -> None:
+        self._started.set()
+        self._settled.set()
+
+    def _run(self) -> None:
+        attach(threading.get_ident(), self.log)
+        loop = asyncio.new_event_loop()  # our own loop: asyncio.run is what nest_asyncio patches
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._uvicorn.serve(sockets=[self._socket]))
+        except BaseException as exc:  # uvicorn raises SystemExit when startup fails
+            self._failure = exc
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+                self._socket.close()
+                detach(threading.get_ident())
+                self._finished.set()
+                self._settled.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server and free its port. Safe to call more than once."""
+        if not self._stopped:
+            self._stopped = True
+            self._uvicorn.should_exit = True
+            if self._thread.is_alive():
+                self._thread.join(timeout)
+            if self._thread.is_alive():  # a handler ignores shutdown: stop waiting for it
+                self._uvicorn.force_exit = True
+                self._thread.join(timeout)
+        with _servers_lock:
+            if _servers.get(self.name) is self:
+                del _servers[self.name]
+
+    def __enter__(self) -> LabServer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- running code on the server's loop ---------------------------------------------------------
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        if not self.running or self._loop is None:
+            coro.close()
+            raise ServerStopped(f"The server {self.name!r} is stopped; serve the app again first.")
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("call() was used on the server's own thread; just await the coroutine.")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run ``coro`` on the server's event loop, wait for it and return its result.
+
+        This is how a cell reaches the server's connections, for example to push a message to every
+        connected client: ``server.call(manager.broadcast("hello"))``.
+        """
+        future = self._submit(coro)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise ServerTimeoutError(
+                f"The coroutine did not finish on the server {self.name!r} within {timeout:g} s "
+                "and was cancelled."
+            ) from None
+
+    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Like :meth:`call`, but awaitable, so the cell's own event loop keeps running meanwhile."""
+        return await asyncio.wrap_future(self._submit(coro))
+
+    # -- what happened -----------------------------------------------------------------------------
+    def print_log(self, level: int | str = "WARNING") -> None:
+        """Print what the server logged since the last ``print_log()``, at ``level`` or above."""
+        lines = self.log.take_new(level)
+        print("\n".join(lines) if lines else f"(server {self.name!r} logged nothing)")
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no WebSocket handler is running; True if that happened within ``timeout``."""
+        return self.sessions.wait_idle(timeout)
+
+
+def _bind(port: int, name: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"Port {port} on {HOST} is already in use by another program, so {name!r} cannot "
+                "listen there. Serve with port=0 to get a free port, or stop the other program."
+            ) from exc
+        raise ServerStartError(f"Cannot listen on {HOST} port {port} for {name!r}: {exc}") from exc
+    return sock
+
+
+@atexit.register
+def _stop_all() -> None:
+    with _servers_lock:
+        servers = list(_servers.values())
+    for server in servers:
+        server.stop(timeout=2.0)

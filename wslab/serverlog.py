@@ -1,0 +1,121 @@
+"""Capture the log of each in-kernel server, so a cell can print it when it wants to.
+
+uvicorn logs from the server's own thread. Printing those lines straight to stderr would drop them into
+whatever notebook cell happens to be running, in no fixed order; instead every record a wslab server
+thread writes to the uvicorn or asyncio loggers is kept in that server's :class:`ServerLog` (and not
+printed), and ``server.print_log()`` shows it, with ports, PIDs and file paths taken out so the output
+is the same on every machine.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import sysconfig
+import threading
+import traceback
+from collections.abc import Iterator
+
+__all__ = ["ServerLog"]
+
+CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "asyncio")
+_SCRUB = [
+    (re.compile(r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):\d+"), r"\1:<port>"),
+    (re.compile(r"process \[\d+\]"), "process [<pid>]"),
+]
+_LIBRARY_DIRS = tuple(
+    {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
+
+
+def scrub(text: str) -> str:
+    """Remove what differs from machine to machine (ports, PIDs) from a log line."""
+    for pattern, replacement in _SCRUB:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class ServerLog:
+    """The log records one in-kernel server wrote, newest last (at most ``maxlen`` are kept)."""
+
+    def __init__(self, maxlen: int = 2000) -> None:
+        self._records: collections.deque[logging.LogRecord] = collections.deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+        self._shown = 0  # how many records print_new() has already shown
+        self._total = 0
+
+    def append(self, record: logging.LogRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+            self._total += 1
+
+    @property
+    def records(self) -> list[logging.LogRecord]:
+        """Every record kept, oldest first."""
+        with self._lock:
+            return list(self._records)
+
+    def lines(self, level: int | str = logging.WARNING) -> list[str]:
+        """The kept records at ``level`` or above, rendered as deterministic text."""
+        threshold = logging.getLevelName(level) if isinstance(level, str) else level
+        return [line for r in self.records if r.levelno >= threshold for line in render(r)]
+
+    def take_new(self, level: int | str = logging.WARNING) -> list[str]:
+        """Render the records written since the last call, at ``level`` or above."""
+        threshold = logging.getLevelName(level) if isinstance(level, str) else level
+        with self._lock:
+            unseen = min(self._total - self._shown, len(self._records))
+            new = list(self._records)[len(self._records) - unseen :] if unseen else []
+            self._shown = self._total
+        return [line for r in new if r.levelno >= threshold for line in render(r)]
+
+
+def render(record: logging.LogRecord) -> Iterator[str]:
+    """One record as text: level and message, then the exception, if any, in two short lines."""
+    message = scrub(record.getMessage().rstrip())
+    yield f"{record.levelname:<8} {message}"
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        frame = _innermost_own_frame(exc)
+        if frame is not None:
+            yield f"{'':8}   in {frame.name}(): {frame.line}"
+        yield f"{'':8}   {type(exc).__name__}: {scrub(str(exc))}"
+
+
+def _innermost_own_frame(exc: BaseException) -> traceback.FrameSummary | None:
+    """The deepest frame that is not in the standard library or an installed package."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if not f.filename.startswith(_LIBRARY_DIRS)]
+    return own[-1] if own else None
+
+
+class _Router(logging.Filter):
+    """Sends each record logged on a server thread to that server's log, and lets others through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_thread: dict[int, ServerLog] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log = self.by_thread.get(record.thread) if record.thread is not None else None
+        if log is None:
+            return True
+        log.append(record)
+        return False
+
+
+_router = _Router()
+
+
+def attach(thread_id: int, log: ServerLog) -> None:
+    """Capture what ``thread_id`` logs into ``log`` (installs the router on first use)."""
+    for name in CAPTURED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _router not in logger.filters:
+            logger.addFilter(_router)
+    _router.by_thread[thread_id] = log
+
+
+def detach(thread_id: int) -> None:
+    _router.by_thread.pop(thread_id, None)

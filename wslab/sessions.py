@@ -1,0 +1,101 @@
+"""Know, from outside the server, when each WebSocket handler has finished and how it ended.
+
+:class:`SessionTracker` wraps the served app. For every WebSocket connection it records the path, the
+client's address and, once the handler returns, the exception it raised, if any. A client helper uses
+that to wait until the server side of its connection is done before it reports, so whatever the server
+logged about the connection is already in the log: synchronisation on events, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import threading
+from dataclasses import dataclass, field
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["Session", "SessionTracker"]
+
+KEEP = 10_000  # finished sessions remembered, oldest dropped first
+
+
+@dataclass
+class Session:
+    """One WebSocket connection as the server saw it."""
+
+    path: str
+    client_port: int | None
+    done: concurrent.futures.Future[BaseException | None] = field(
+        default_factory=concurrent.futures.Future
+    )
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception the handler raised, or None (also None while it is still running)."""
+        return self.done.result() if self.done.done() else None
+
+
+class SessionTracker:
+    """An ASGI middleware that records every WebSocket session of the app it wraps."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._by_port: collections.OrderedDict[int | None, Session] = collections.OrderedDict()
+        self._all: collections.deque[Session] = collections.deque(maxlen=KEEP)
+        self._active = 0
+        self._idle = threading.Condition()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        session = Session(path=scope["path"], client_port=client[1] if client else None)
+        with self._idle:
+            self._active += 1
+            self._by_port[session.client_port] = session
+            self._all.append(session)
+            while len(self._by_port) > KEEP:
+                self._by_port.popitem(last=False)
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive, send)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            # Finish on the loop's next turn: uvicorn logs the exception right after it leaves us,
+            # and whoever waits for this session should find that line already in the log.
+            asyncio.get_running_loop().call_soon(self._finish, session, error)
+
+    def _finish(self, session: Session, error: BaseException | None) -> None:
+        session.done.set_result(error)
+        with self._idle:
+            self._active -= 1
+            self._idle.notify_all()
+
+    @property
+    def active(self) -> int:
+        """How many WebSocket handlers are running now."""
+        return self._active
+
+    @property
+    def all(self) -> list[Session]:
+        """The sessions seen so far (the most recent ten thousand), oldest first."""
+        with self._idle:
+            return list(self._all)
+
+    def errors(self) -> list[BaseException]:
+        """The exceptions raised by finished handlers, oldest first."""
+        return [s.error for s in self.all if s.error is not None]
+
+    def for_client_port(self, port: int) -> Session | None:
+        """The session of the client connected from ``port`` (its local port), if any."""
+        with self._idle:
+            return self._by_port.get(port)
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
