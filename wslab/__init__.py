@@ -1,1 +1,46 @@
-from .server import serve
+"""wslab: a hands-on workbook for real-time web programming with FastAPI WebSockets.
+
+What the notebooks use, in one place::
+
+    import wslab
+    server = wslab.serve(app, name="echo")          # uvicorn inside this process
+    async with wslab.connect(server, "/ws") as ws:  # a client that prints a transcript
+        ...
+"""
+
+from __future__ import annotations
+
+from .client import Bots, LabClient, bots, connect, exchange, run_sync
+from .doctor import diagnose
+from .exceptions import (
+    AppStartupError,
+    PortInUseError,
+    ServerStartError,
+    ServerStopped,
+    ServerTimeoutError,
+    WslabError,
+)
+from .pages import page
+from .server import LabServer, running_servers, serve
+from .transcript import Transcript
+
+__all__ = [
+    "AppStartupError",
+    "Bots",
+    "LabClient",
+    "LabServer",
+    "PortInUseError",
+    "ServerStartError",
+    "ServerStopped",
+    "ServerTimeoutError",
+    "Transcript",
+    "WslabError",
+    "bots",
+    "connect",
+    "diagnose",
+    "exchange",
+    "page",
+    "run_sync",
+    "running_servers",
+    "serve",
+]

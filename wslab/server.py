@@ -37,6 +37,7 @@ __all__ = ["LabServer", "running_servers", "serve"]
 T = TypeVar("T")
 HOST = "127.0.0.1"
 DEFAULT_NAME = "default"
+_UVICORN_GIVES_UP = "Application startup failed. Exiting."
 
 _servers: dict[str, LabServer] = {}
 _servers_lock = threading.Lock()
@@ -150,9 +151,11 @@ class LabServer:
             )
         if not self._started.is_set():
             self._thread.join()
-            problems = "; ".join(line.strip() for line in self.log.lines()) or repr(self._failure)
+            logged = [line[9:].strip() for line in self.log.lines("ERROR")]
+            problems = [line for line in logged if line not in ("Traceback", _UVICORN_GIVES_UP)]
             raise AppStartupError(
-                f"The app served as {self.name!r} failed to start: {problems}. "
+                f"The app served as {self.name!r} failed to start: "
+                f"{'; '.join(problems) or repr(self._failure)}. "
                 "Fix the app's startup code and run the cell again."
             ) from self._failure
 

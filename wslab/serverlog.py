@@ -71,23 +71,32 @@ class ServerLog:
         return [line for r in new if r.levelno >= threshold for line in render(r)]
 
 
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line \d+, in (?P<name>\S+)\n\s*(?P<line>.*)$', re.M)
+
+
 def render(record: logging.LogRecord) -> Iterator[str]:
-    """One record as text: level and message, then the exception, if any, in two short lines."""
-    message = scrub(record.getMessage().rstrip())
-    yield f"{record.levelname:<8} {message}"
+    """One record as text: its level and message; a traceback, whether attached to the record or
+    written into its message, shrinks to two lines: the innermost frame of your own code (not of the
+    standard library or an installed package) and the exception."""
+    message = record.getMessage().rstrip()
+    if message.startswith("Traceback (most recent call last):"):
+        frames = [(m["file"], m["name"], m["line"]) for m in _FRAME.finditer(message)]
+        yield f"{record.levelname:<8} Traceback"
+        yield from _short_traceback(frames, message.splitlines()[-1])
+        return
+    yield f"{record.levelname:<8} {scrub(message)}"
     if record.exc_info and record.exc_info[1] is not None:
         exc = record.exc_info[1]
-        frame = _innermost_own_frame(exc)
-        if frame is not None:
-            yield f"{'':8}   in {frame.name}(): {frame.line}"
-        yield f"{'':8}   {type(exc).__name__}: {scrub(str(exc))}"
+        frames = [(f.filename, f.name, f.line or "") for f in traceback.extract_tb(exc.__traceback__)]
+        yield from _short_traceback(frames, f"{type(exc).__name__}: {str(exc)}")
 
 
-def _innermost_own_frame(exc: BaseException) -> traceback.FrameSummary | None:
-    """The deepest frame that is not in the standard library or an installed package."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if not f.filename.startswith(_LIBRARY_DIRS)]
-    return own[-1] if own else None
+def _short_traceback(frames: list[tuple[str, str, str]], last_line: str) -> Iterator[str]:
+    own = [(name, line) for file, name, line in frames if not file.startswith(_LIBRARY_DIRS)]
+    if own:
+        name, line = own[-1]
+        yield f"{'':8}   in {name}(): {line.strip()}"
+    yield f"{'':8}   {scrub(last_line)}"
 
 
 class _Router(logging.Filter):

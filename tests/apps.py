@@ -1,0 +1,53 @@
+"""Tiny apps the tests serve."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+
+def echo_app(prefix: str = "") -> FastAPI:
+    """/ws echoes text and ends quietly on disconnect; /naive never catches the disconnect;
+    /quit closes with 1000 "bye" on the text "quit"."""
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                text = await websocket.receive_text()
+                if text == "quit":
+                    await websocket.close(1000, "bye")
+                    return
+                await websocket.send_text(prefix + text)
+        except WebSocketDisconnect:
+            pass
+
+    @app.websocket("/naive")
+    async def naive(websocket: WebSocket) -> None:
+        await websocket.accept()
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+
+    @app.websocket("/named/{name}")
+    async def named(websocket: WebSocket, name: str) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                await websocket.send_text(f"{name}: {await websocket.receive_text()}")
+        except WebSocketDisconnect:
+            pass
+
+    return app
+
+
+def failing_startup_app() -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        raise RuntimeError("the database is not reachable")
+        yield
+
+    return FastAPI(lifespan=lifespan)

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import threading
+import textwrap
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from apps import echo_app, failing_startup_app
+from fastapi import FastAPI
+
+import wslab
+from wslab import AppStartupError, PortInUseError, ServerStopped, ServerTimeoutError, serve
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_serve_listens_on_loopback_and_answers() -> None:
+    with serve(echo_app(), name="t-basic") as server:
+        assert server.running
+        assert server.port > 0
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        assert server.ws_url("/ws") == f"ws://127.0.0.1:{server.port}/ws"
+        assert server.ws_url("ws") == server.ws_url("/ws")
+        assert wslab.exchange(server, "/ws", "hi", show=False) == ["hi"]
+        assert repr(server) == "LabServer('t-basic', running)"
+    assert repr(server) == "LabServer('t-basic', stopped)"
+
+
+def test_stop_frees_the_port_and_is_idempotent() -> None:
+    server = serve(echo_app(), name="t-stop")
+    port = server.port
+    assert not port_is_free(port)
+    server.stop()
+    server.stop()
+    assert not server.running
+    assert port_is_free(port)
+    assert server not in wslab.running_servers()
+
+
+def test_serving_again_under_the_same_name_replaces_the_old_server() -> None:
+    first = serve(echo_app("first: "), name="t-replace")
+    second = serve(echo_app("second: "), name="t-replace")
+    try:
+        assert not first.running
+        assert second.running
+        assert [s for s in wslab.running_servers() if s.name == "t-replace"] == [second]
+        assert wslab.exchange(second, "/ws", "x", show=False) == ["second: x"]
+    finally:
+        second.stop()
+
+
+def test_a_fixed_port_held_by_our_own_server_is_reused() -> None:
+    first = serve(echo_app(), name="t-port-a")
+    second = serve(echo_app(), name="t-port-b", port=first.port)
+    try:
+        assert not first.running
+        assert second.port == first.port
+    finally:
+        second.stop()
+
+
+def test_a_port_taken_by_another_program_is_a_clear_error() -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"Port {port} on 127.0.0.1 is already in use.*port=0"):
+            serve(echo_app(), name="t-taken", port=port)
+    assert "t-taken" not in [s.name for s in wslab.running_servers()]
+
+
+def test_an_app_whose_startup_fails_is_a_clear_error() -> None:
+    with pytest.raises(AppStartupError, match="failed to start.*the database is not reachable") as info:
+        serve(failing_startup_app(), name="t-startup")
+    assert "Fix the app's startup code" in str(info.value)
+
+
+def test_a_server_that_does_not_come_up_in_time_is_a_clear_error() -> None:
+    release = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(release.wait, 5)
+        yield
+
+    try:
+        with pytest.raises(ServerTimeoutError, match="did not start listening within 0.2 s"):
+            serve(FastAPI(lifespan=lifespan), name="t-slow", timeout=0.2)
+    finally:
+        release.set()
+
+
+def test_call_runs_a_coroutine_on_the_server_loop() -> None:
+    with serve(echo_app(), name="t-call") as server:
+        async def where() -> str:
+            await asyncio.sleep(0)
+            return threading.current_thread().name
+
+        assert server.call(where()) == "wslab-server-t-call"
+
+        async def via_acall() -> str:
+            return await server.acall(where())
+
+        assert asyncio.run(via_acall()) == "wslab-server-t-call"
+    with pytest.raises(ServerStopped, match="is stopped"):
+        server.call(where())
+
+
+def test_call_that_takes_too_long_is_cancelled_with_a_clear_error() -> None:
+    with serve(echo_app(), name="t-call-slow") as server:
+        with pytest.raises(ServerTimeoutError, match="did not finish .* within 0.1 s"):
+            server.call(asyncio.sleep(5), timeout=0.1)
+
+
+def test_stop_closes_open_connections() -> None:
+    async def scenario() -> int | None:
+        server = serve(echo_app(), name="t-stop-open")
+        async with wslab.connect(server, "/ws", transcript=wslab.Transcript(live=False)) as ws:
+            await ws.send("hello")
+            await ws.recv()
+            await asyncio.to_thread(server.stop)
+            return await ws.wait_closed()
+
+    assert asyncio.run(scenario()) == 1012  # service restart
+
+
+def test_the_log_is_quiet_and_a_clean_disconnect_logs_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    with serve(echo_app(), name="t-quiet") as server:
+        wslab.exchange(server, "/ws", "hi", show=False)
+        assert server.log.lines("WARNING") == []
+        assert any("WebSocket /ws" in line for line in server.log.lines("INFO"))
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_an_unhandled_disconnect_is_captured_not_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    with serve(echo_app(), name="t-naive") as server:
+        wslab.exchange(server, "/naive", "hi", show=False)
+        server.print_log()
+        server.print_log()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "ERROR    Exception in ASGI application"
+    assert "in naive(): await websocket.send_text(await websocket.receive_text())" in out[1]
+    assert out[2].strip() == "WebSocketDisconnect: (1000, '')"
+    assert out[3] == "(server 't-naive' logged nothing)"  # the second print shows only what is new
+
+
+NEST_ASYNCIO_SCRIPT = textwrap.dedent("""
+    import nest_asyncio
+    nest_asyncio.apply()          # before uvicorn is imported: the case that breaks uvicorn.run on 3.12+
+    import asyncio, wslab
+    from apps import echo_app
+
+    async def main():
+        server = wslab.serve(echo_app(), name="nested")
+        async with wslab.connect(server, "/ws", transcript=wslab.Transcript(live=False)) as ws:
+            await ws.send("inside asyncio.run")
+            print(await ws.recv())
+        print(wslab.exchange(server, "/ws", "sync", show=False)[0])
+        server.stop()
+        print(server.running)
+
+    asyncio.run(main())
+""")
+
+
+def test_serve_works_after_nest_asyncio_apply() -> None:
+    # nest_asyncio patches asyncio for the whole process, so this runs in a process of its own.
+    result = subprocess.run([sys.executable, "-W", "error", "-c", NEST_ASYNCIO_SCRIPT],
+                            capture_output=True, text=True, timeout=60,
+                            cwd=str(__import__("pathlib").Path(__file__).parent))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["inside asyncio.run", "sync", "False"]
