@@ -4,10 +4,11 @@ import asyncio
 import socket
 import subprocess
 import sys
-import threading
 import textwrap
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from apps import echo_app, failing_startup_app
@@ -119,9 +120,9 @@ def test_call_runs_a_coroutine_on_the_server_loop() -> None:
 
 
 def test_call_that_takes_too_long_is_cancelled_with_a_clear_error() -> None:
-    with serve(echo_app(), name="t-call-slow") as server:
-        with pytest.raises(ServerTimeoutError, match="did not finish .* within 0.1 s"):
-            server.call(asyncio.sleep(5), timeout=0.1)
+    with serve(echo_app(), name="t-call-slow") as server, \
+            pytest.raises(ServerTimeoutError, match="did not finish .* within 0.1 s"):
+        server.call(asyncio.sleep(5), timeout=0.1)
 
 
 def test_stop_closes_open_connections() -> None:
@@ -180,6 +181,6 @@ def test_serve_works_after_nest_asyncio_apply() -> None:
     # nest_asyncio patches asyncio for the whole process, so this runs in a process of its own.
     result = subprocess.run([sys.executable, "-W", "error", "-c", NEST_ASYNCIO_SCRIPT],
                             capture_output=True, text=True, timeout=60,
-                            cwd=str(__import__("pathlib").Path(__file__).parent))
+                            cwd=Path(__file__).parent)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["inside asyncio.run", "sync", "False"]

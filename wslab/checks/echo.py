@@ -66,7 +66,7 @@ def check_reverse(app: Any) -> CheckResult:
                 await ws.send(data)
                 expect(await ws.recv(), data[::-1], f"the reply to {data!r} should be {data[::-1]!r}")
             await ws.send("text, not bytes")
-            code = await ws.wait_closed()
+            code = await ws.wait_closed(timeout=2.0)
             expect(code, 1003, "a text frame should close the connection with code 1003")
 
     return run_check(

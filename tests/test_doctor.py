@@ -1,0 +1,46 @@
+import pytest
+
+from wslab import doctor
+from wslab.doctor import Diagnosis, Finding, diagnose
+
+
+def test_diagnose_passes_on_this_machine_and_names_no_versions() -> None:
+    result = diagnose()
+    assert result.ok, str(result)
+    text = str(result)
+    assert "✔ an in-kernel server starts and a client connects" in text
+    assert "✔ the browser page loads over HTTP" in text
+    assert text.endswith("All set: this machine can run the workbook.")
+    from importlib.metadata import version
+
+    assert f"fastapi {version('fastapi')}" not in text  # versions differ between machines
+
+
+def test_versions_are_shown_on_request() -> None:
+    from importlib.metadata import version
+
+    assert f"fastapi {version('fastapi')} " in str(diagnose(versions=True))
+
+
+def test_an_unsupported_python_is_a_failure_with_a_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor.sys, "version_info", (3, 10, 0))
+    finding = doctor.check_python()
+    assert not finding.ok
+    assert str(finding) == ("✘ Python 3.10 is not supported (3.11 to 3.13 are)\n"
+                            "    Fix: install Python 3.13 and run `./run lab --python 3.13`.")
+
+
+def test_a_too_old_or_missing_package_is_a_failure_with_a_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor, "requires", lambda _: ["fastapi>=0.115", "not-a-real-package>=1"])
+    monkeypatch.setattr(doctor, "version", lambda name: "0.100.0" if name == "fastapi" else
+                        (_ for _ in ()).throw(doctor.PackageNotFoundError(name)))
+    old, missing = doctor.check_packages()
+    assert not old.ok and "fastapi 0.100.0 is too old (>=0.115)" in str(old)
+    assert "pip install --upgrade 'fastapi>=0.115'" in str(old)
+    assert not missing.ok and "not-a-real-package is not installed" in str(missing)
+
+
+def test_a_failed_finding_makes_the_whole_diagnosis_fail() -> None:
+    diagnosis = Diagnosis([Finding(True, "fine"), Finding(False, "broken", "mend it")])
+    assert not diagnosis.ok
+    assert str(diagnosis).splitlines()[-1].startswith("Some checks failed")
