@@ -3,7 +3,11 @@ report on plausible wrong answers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -111,10 +115,151 @@ def test_sum_that_drops_the_connection_on_bad_input_fails() -> None:
     assert "the connection closed before the check was finished" in str(result)
 
 
-def test_reverse_that_does_not_close_on_text_fails_in_time() -> None:
+def test_reverse_that_does_not_close_on_text_fails_and_says_so() -> None:
     result = check_reverse(single_endpoint("/reverse", reverse_that_ignores_text))
     assert result.status == "failed"
-    assert "did not answer in time" in str(result)
+    assert result.details[:2] == ["expected: 1003", "got:      'still open 2 s after the text frame'"]
+
+
+async def reverse_that_crashes_on_disconnect(websocket: WebSocket) -> None:
+    await websocket.accept()
+    while True:
+        message = await websocket.receive()
+        if message.get("text") is not None:
+            await websocket.close(code=1003)
+            return
+        await websocket.send_bytes(message["bytes"][::-1])  # KeyError when the client leaves
+
+
+async def reverse_that_refuses_empty_bytes(websocket: WebSocket) -> None:
+    await websocket.accept()
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if not message.get("bytes"):
+            await websocket.close(code=1003)
+            return
+        await websocket.send_bytes(message["bytes"][::-1])
+
+
+async def shout_that_logs_an_error_on_disconnect(websocket: WebSocket) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text((await websocket.receive_text()).upper())
+    except WebSocketDisconnect:
+        logging.getLogger("uvicorn.error").error("client left!")
+
+
+async def shout_three_times_only(websocket: WebSocket) -> None:
+    await websocket.accept()
+    try:
+        for _ in range(3):
+            await websocket.send_text((await websocket.receive_text()).upper())
+    except WebSocketDisconnect:
+        pass
+
+
+async def shout_that_lingers_after_the_client_left(websocket: WebSocket) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text((await websocket.receive_text()).upper())
+    except WebSocketDisconnect:
+        await asyncio.sleep(3)
+
+
+def sum_handler(reply: Callable[[Any], Any]) -> Callable[[WebSocket], Any]:
+    async def handler(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                text = await websocket.receive_text()
+                try:
+                    answer = reply(json.loads(text))
+                except Exception as exc:
+                    answer = {"error": str(exc) or type(exc).__name__}
+                if isinstance(answer, str):
+                    await websocket.send_text(answer)
+                else:
+                    await websocket.send_json(answer)
+        except WebSocketDisconnect:
+            pass
+
+    return handler
+
+
+@pytest.mark.parametrize(("handler", "reported"), [
+    (reverse_that_crashes_on_disconnect, "KeyError: 'bytes'"),
+    (reverse_that_refuses_empty_bytes, "you ✕ closed by the server: 1003"),
+])
+def test_reverse_wrong_answers_fail(handler: Callable[..., Any], reported: str) -> None:
+    result = check_reverse(single_endpoint("/reverse", handler))
+    assert result.status == "failed" and reported in str(result), str(result)
+
+
+@pytest.mark.parametrize(("handler", "reported"), [
+    (shout_that_logs_an_error_on_disconnect, "but the server logged an error"),
+    (shout_three_times_only, "closed before the check was finished"),
+    (shout_that_lingers_after_the_client_left, "✅"),  # slow to finish is not wrong
+])
+def test_shout_answers_are_judged_on_behaviour(handler: Callable[..., Any], reported: str) -> None:
+    result = check_shout(single_endpoint("/shout", handler))
+    assert reported in str(result), str(result)
+
+
+@pytest.mark.parametrize(("reply", "reported"), [
+    (lambda d: {"sum": sum(float(n) for n in d["numbers"]) if isinstance(d["numbers"], list) else 1/0},
+     "the reply to {'numbers': ['1', '2']} should be an error"),
+    (lambda d: {"sum": sum(d["numbers"])} if isinstance(d["numbers"], list) else {"error": ""},
+     "should be an error"),
+    (lambda d: f"the sum is {sum(d['numbers'])}", "the reply to '[1, 2, 3.5]' should be JSON"),
+])
+def test_sum_wrong_answers_fail_and_show_the_reply(reply: Callable[[Any], Any], reported: str) -> None:
+    result = check_sum(single_endpoint("/sum", sum_handler(reply)))
+    assert result.status == "failed" and reported in str(result), str(result)
+    assert result.details[1].startswith("got:      ")
+
+
+def test_passing_the_handler_function_instead_of_the_app_says_so() -> None:
+    result = check_shout(shout_title_case)
+    assert result.status == "failed"
+    assert "you passed the function shout_title_case(); pass the FastAPI app" in str(result)
+
+
+def test_a_handler_that_raises_before_accepting_is_a_500_with_the_log() -> None:
+    async def no_accept(websocket: WebSocket) -> None:
+        await websocket.send_text("hi")  # forgot accept()
+
+    report = str(check_shout(single_endpoint("/shout", no_accept)))
+    assert "(HTTP 500): your handler raised an exception before accepting" in report
+    assert "The server logged:" in report and "accept" in report
+
+
+HOGGING_HANDLER = """
+from fastapi import FastAPI, WebSocket
+from wslab.checks import check_shout
+app = FastAPI()
+
+@app.websocket("/shout")
+async def shout(websocket: WebSocket):
+    await websocket.accept()
+    while True:
+        try:
+            await websocket.send_text((await websocket.receive_text()).upper())
+        except Exception:
+            continue  # after the client leaves, receive raises at once: this loop never yields again
+
+print(check_shout(app))
+"""
+
+
+def test_a_handler_that_never_yields_gets_a_verdict_not_a_hang() -> None:
+    # The spinning server thread cannot be stopped from outside, so it runs in a process of its own.
+    result = subprocess.run([sys.executable, "-c", HOGGING_HANDLER], capture_output=True, text=True,
+                            timeout=120)
+    assert "kept running after the client left, so the server could not stop" in result.stdout, result.stderr
 
 
 def test_an_endpoint_at_the_wrong_path_is_named_in_the_verdict() -> None:

@@ -71,7 +71,8 @@ def test_a_refused_handshake_is_noted_and_the_library_error_surfaces(server: Lab
 
     with pytest.raises(InvalidStatus):
         asyncio.run(talk())
-    assert transcript.lines == ["you ✕ handshake refused: HTTP 403"]
+    assert transcript.lines == ["you ✕ handshake refused: HTTP 403 (no WebSocket route at this path, "
+                                "or the endpoint closed before accepting)"]
 
 
 def test_recv_times_out_with_a_clear_error(server: LabServer) -> None:
@@ -83,7 +84,7 @@ def test_recv_times_out_with_a_clear_error(server: LabServer) -> None:
 
     with pytest.raises(TimeoutError, match="you received nothing within 0.05 s"):
         asyncio.run(talk())
-    assert transcript.lines[0] == "you ✕ nothing received within 0.05 s"
+    assert transcript.lines[0] == "you ⌛ nothing received within 0.05 s"
 
 
 def test_bots_connect_in_order_and_share_one_transcript(server: LabServer) -> None:

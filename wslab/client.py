@@ -32,14 +32,19 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from .exceptions import ServerStopped
 from .server import LabServer
-from .transcript import EVENT, RECEIVED, SENT, Transcript, describe_close, describe_message
+from .transcript import EVENT, RECEIVED, SENT, WAITED, Transcript, describe_close, describe_message
 
 __all__ = ["Bots", "LabClient", "bots", "connect", "exchange", "run_sync"]
 
 T = TypeVar("T")
 Message = str | bytes
 SERVER_DONE_TIMEOUT = 2.0  # how long to wait for the server's handler to finish after a close
+_REFUSALS = {
+    403: " (no WebSocket route at this path, or the endpoint closed before accepting)",
+    500: " (the endpoint raised an exception before accepting: see the server's log)",
+}
 
 
 def _url(target: LabServer | str, path: str) -> str:
@@ -66,10 +71,15 @@ class LabClient:
     # -- opening and closing -----------------------------------------------------------------------
     async def open(self) -> LabClient:
         """Connect (``async with`` and ``await`` call this for you)."""
+        if self.server is not None and not self.server.running:
+            raise ServerStopped(f"The server {self.server.name!r} is stopped; serve the app again, then "
+                                "connect to the new server.")
         try:
             self._connection = await ws_connect(self.url, **self._options)
         except InvalidStatus as exc:
-            self.transcript.add(self.name, EVENT, f"handshake refused: HTTP {exc.response.status_code}")
+            status = exc.response.status_code
+            refusal = f"handshake refused: HTTP {status}{_REFUSALS.get(status, '')}"
+            self.transcript.add(self.name, EVENT, refusal)
             raise
         self._local_port = self._connection.local_address[1]
         return self
@@ -121,9 +131,10 @@ class LabClient:
             return
         session = self.server.sessions.for_client_port(self._local_port)
         if session is not None:
-            # A handler that ignores the close: give up waiting and report what the client saw.
+            # A handler that ignores the close: give up waiting and report what the client saw. The shield
+            # keeps the timeout from cancelling the session's own future, which others wait on too.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.wrap_future(session.done), SERVER_DONE_TIMEOUT)
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(session.done)), SERVER_DONE_TIMEOUT)
 
     # -- sending and receiving ---------------------------------------------------------------------
     async def send(self, message: Message | dict[str, Any] | list[Any]) -> None:
@@ -145,7 +156,7 @@ class LabClient:
             await self._note_closed()
             raise
         except TimeoutError:
-            self.transcript.add(self.name, EVENT, f"nothing received within {timeout:g} s")
+            self.transcript.add(self.name, WAITED, f"nothing received within {timeout:g} s")
             raise TimeoutError(f"{self.name} received nothing within {timeout:g} s") from None
         self.transcript.add(self.name, RECEIVED, describe_message(message))
         return message

@@ -34,7 +34,7 @@ class Session:
     @property
     def error(self) -> BaseException | None:
         """The exception the handler raised, or None (also None while it is still running)."""
-        return self.done.result() if self.done.done() else None
+        return self.done.result() if self.done.done() and not self.done.cancelled() else None
 
 
 class SessionTracker:

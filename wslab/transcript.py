@@ -7,6 +7,8 @@ output can be compared from run to run::
     you ← Message received: hello
     you ✕ closed by the server: 1011 (internal error)
 
+(``⌛`` marks a wait that timed out.)
+
 Lines are recorded when the code *consumes* an event (a ``send`` or a ``recv`` in the cell), not when
 bytes arrive on the socket, so several clients in one cell still print in the cell's own order.
 """
@@ -21,7 +23,7 @@ from websockets.frames import Close, CloseCode
 
 __all__ = ["Transcript", "describe_close", "describe_message"]
 
-SENT, RECEIVED, EVENT = "→", "←", "✕"
+SENT, RECEIVED, EVENT, WAITED = "→", "←", "✕", "⌛"
 MAX_SHOWN = 200  # characters of one message shown in a line
 
 

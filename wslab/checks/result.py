@@ -11,6 +11,8 @@ output. The verdict is one of three:
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -71,41 +73,67 @@ class CheckResult:
 
 def run_check(exercise: str, app: Any, scenario: Scenario, *, passed: str, hint: str,
               timeout: float = 30.0) -> CheckResult:
-    """Serve ``app``, run ``scenario`` against it and turn what happened into a :class:`CheckResult`."""
+    """Serve ``app``, run ``scenario`` against it and turn what happened into a :class:`CheckResult`.
+
+    Fails if a step mismatches, a handler raises, or the server logs an error; reports "not done" if
+    the answer raises ``NotImplementedError``.
+    """
+    if inspect.isfunction(app):
+        return CheckResult(exercise, "failed", f"you passed the function {app.__name__}(); pass the "
+                           "FastAPI app it is registered on (the variable that holds FastAPI()).", hint)
     if not callable(app):
-        return CheckResult(exercise, "failed", f"expected your app (a FastAPI object), got {app!r}.",
-                           hint)
+        return CheckResult(exercise, "failed", f"expected your app (a FastAPI object), got {app!r}.", hint)
     transcript = Transcript(live=False)
-    with serve(app, name=f"check {exercise}") as server:
-        try:
-            run_sync(scenario(server, transcript), timeout=timeout)
-            outcome: Exception | None = None
-        except NotImplementedError as exc:
-            outcome = exc
-        except (Mismatch, ConnectionClosed, InvalidStatus, TimeoutError) as exc:
-            outcome = exc
+    server = serve(app, name=f"check {exercise}")
+    outcome: BaseException | None = None
+    try:
+        run_sync(scenario(server, transcript), timeout=timeout)
+    except (Exception, asyncio.CancelledError) as exc:
+        outcome = exc
+    finally:
         server.wait_idle(2.0)
+        server.stop(timeout=2.0)
     errors = server.sessions.errors()
     if isinstance(outcome, NotImplementedError) or any(isinstance(e, NotImplementedError) for e in errors):
         return CheckResult(exercise, "not done", "not done yet: the answer still raises "
                            "NotImplementedError. Replace the stub with your code and run both cells again.",
                            hint)
-    if outcome is None and not errors:
+    logged = [line for r in server.log.records if r.levelno >= logging.ERROR for line in render(r)]
+    if outcome is None and not errors and not logged and not server.running:
         return CheckResult(exercise, "passed", passed)
     details = ["What happened:"] + [f"  {line}" for line in transcript.lines]
-    logged = [line for r in server.log.records if r.levelno >= logging.ERROR for line in render(r)]
     if logged:
         details += ["The server logged:"] + [f"  {line}" for line in logged]
+    return CheckResult(exercise, "failed", _summary(outcome, errors, logged, server), hint,
+                       _expected_and_got(outcome) + details)
+
+
+def _summary(outcome: BaseException | None, errors: list[BaseException], logged: list[str],
+             server: LabServer) -> str:
+    if server.running:
+        return ("not right yet: your handler kept running after the client left, so the server could not "
+                "stop. Does a loop go on without an await, or catch every exception and continue?")
     if isinstance(outcome, Mismatch):
-        summary = f"not right yet: {outcome.step}."
-        details = [f"expected: {outcome.expected!r}", f"got:      {outcome.got!r}", *details]
-    elif outcome is None:
-        summary = "not right yet: the replies were right, but your handler raised an exception."
-    elif isinstance(outcome, ConnectionClosed):
-        summary = "not right yet: the connection closed before the check was finished."
-    elif isinstance(outcome, InvalidStatus):
-        summary = (f"not right yet: the server refused the WebSocket handshake "
-                   f"(HTTP {outcome.response.status_code}); is the endpoint at the right path?")
-    else:
-        summary = "not right yet: the server did not answer in time."
-    return CheckResult(exercise, "failed", summary, hint, details)
+        return f"not right yet: {outcome.step}."
+    if isinstance(outcome, InvalidStatus):
+        status = outcome.response.status_code
+        if status == 403:
+            return ("not right yet: the server refused the WebSocket handshake (HTTP 403). Is the endpoint "
+                    "at the right path, and does it call websocket.accept()?")
+        return (f"not right yet: the server refused the WebSocket handshake (HTTP {status}): your handler "
+                "raised an exception before accepting; see what the server logged.")
+    if isinstance(outcome, ConnectionClosed):
+        return "not right yet: the connection closed before the check was finished."
+    if isinstance(outcome, (TimeoutError, asyncio.CancelledError)):
+        return "not right yet: the server did not answer in time."
+    if outcome is not None:
+        return f"the check could not finish: {type(outcome).__name__}: {outcome}"
+    if errors:
+        return "not right yet: the replies were right, but your handler raised an exception."
+    return "not right yet: the replies were right, but the server logged an error."
+
+
+def _expected_and_got(outcome: BaseException | None) -> list[str]:
+    if not isinstance(outcome, Mismatch):
+        return []
+    return [f"expected: {outcome.expected!r}", f"got:      {outcome.got!r}"]
