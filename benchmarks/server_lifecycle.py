@@ -12,24 +12,8 @@ import argparse
 import statistics
 import time
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-
 import wslab
-
-
-def echo_app() -> FastAPI:
-    app = FastAPI()
-
-    @app.websocket("/ws")
-    async def echo(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            while True:
-                await websocket.send_text(await websocket.receive_text())
-        except WebSocketDisconnect:
-            pass
-
-    return app
+from wslab.echo import echo_app
 
 
 def main() -> None:

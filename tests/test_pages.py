@@ -1,10 +1,9 @@
 import urllib.request
 
 import pytest
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 
 import wslab
+from wslab.echo import echo_app
 
 
 def test_the_echo_page_builds_its_websocket_address_from_its_own_location() -> None:
@@ -21,9 +20,14 @@ def test_an_unknown_page_is_a_clear_error() -> None:
         wslab.page("nope")
 
 
-def test_the_page_is_served_by_an_app() -> None:
-    app = FastAPI()
-    app.get("/", response_class=HTMLResponse)(lambda: wslab.page("echo"))
-    with wslab.serve(app, name="t-page") as server, urllib.request.urlopen(server.url, timeout=5) as response:
+def test_the_page_is_served_by_the_echo_app() -> None:
+    with wslab.serve(echo_app(), name="t-page") as server, \
+            urllib.request.urlopen(server.url, timeout=5) as response:
         assert response.status == 200
         assert "<title>wslab · echo</title>" in response.read().decode()
+
+
+def test_the_echo_app_echoes_and_a_clean_close_logs_nothing() -> None:
+    with wslab.serve(echo_app(), name="t-echo") as server:
+        assert wslab.exchange(server, "/ws", "one", "two", show=False) == ["one", "two"]
+        assert server.log.lines("WARNING") == []

@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, requires, version
 from typing import Any
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-from fastapi.responses import HTMLResponse
 from packaging.requirements import Requirement
 
 from .client import exchange
-from .pages import page
+from .echo import echo_app
 from .server import serve
 
 __all__ = ["Diagnosis", "Finding", "diagnose"]
@@ -86,23 +84,8 @@ def check_packages(*, versions: bool = False) -> list[Finding]:
 
 def check_server() -> list[Finding]:
     """Start an in-kernel server, load a page over HTTP and echo one WebSocket message."""
-    app = FastAPI()
-
-    @app.get("/")
-    async def home() -> HTMLResponse:
-        return HTMLResponse(page("echo"))
-
-    @app.websocket("/ws")
-    async def echo(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            while True:
-                await websocket.send_text(await websocket.receive_text())
-        except WebSocketDisconnect:
-            pass
-
     try:
-        server = serve(app, name="wslab doctor")
+        server = serve(echo_app(), name="wslab doctor")
     except Exception as exc:
         return [Finding(False, f"an in-kernel server cannot start: {exc}",
                         "restart the kernel; if it persists, run `wslab doctor` in a terminal.")]

@@ -51,8 +51,10 @@ def check_sum(app: Any) -> CheckResult:
         async with connect(server, "/sum", transcript=transcript) as ws:
             await ws.send({"numbers": [1, 2, 3.5]})
             expect(await _reply_json(ws, "[1, 2, 3.5]"), {"sum": 6.5}, "the sum of [1, 2, 3.5] is 6.5")
-            bad_inputs: list[str | dict[str, Any] | list[Any]] = ["this is not JSON", {"values": [1]}, {"numbers": "12"},
-                                        {"numbers": ["1", "2"]}, {"numbers": [True]}, [1, 2]]
+            bad_inputs: list[str | dict[str, Any] | list[Any]] = [
+                "this is not JSON", {"values": [1]}, {"numbers": "12"}, {"numbers": ["1", "2"]},
+                {"numbers": [True]}, [1, 2],
+            ]
             for bad in bad_inputs:
                 await ws.send(bad)
                 reply = await _reply_json(ws, bad)
