@@ -151,7 +151,7 @@ class LabServer:
             )
         if not self._started.is_set():
             self._thread.join()
-            logged = [line[9:].strip() for line in self.log.lines("ERROR")]
+            logged = self.log.lines("ERROR", show_level=False)
             problems = [line for line in logged if line not in ("Traceback", _UVICORN_GIVES_UP)]
             raise AppStartupError(
                 f"The app served as {self.name!r} failed to start: "

@@ -56,10 +56,11 @@ class ServerLog:
         with self._lock:
             return list(self._records)
 
-    def lines(self, level: int | str = logging.WARNING) -> list[str]:
+    def lines(self, level: int | str = logging.WARNING, *, show_level: bool = True) -> list[str]:
         """The kept records at ``level`` or above, rendered as deterministic text."""
         threshold = logging.getLevelName(level) if isinstance(level, str) else level
-        return [line for r in self.records if r.levelno >= threshold for line in render(r)]
+        return [line for r in self.records if r.levelno >= threshold
+                for line in render(r, show_level=show_level)]
 
     def take_new(self, level: int | str = logging.WARNING) -> list[str]:
         """Render the records written since the last call, at ``level`` or above."""
@@ -74,29 +75,30 @@ class ServerLog:
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line \d+, in (?P<name>\S+)\n\s*(?P<line>.*)$', re.M)
 
 
-def render(record: logging.LogRecord) -> Iterator[str]:
+def render(record: logging.LogRecord, *, show_level: bool = True) -> Iterator[str]:
     """One record as text: its level and message; a traceback, whether attached to the record or
     written into its message, shrinks to two lines: the innermost frame of your own code (not of the
     standard library or an installed package) and the exception."""
+    first, indent = (f"{record.levelname:<8} ", " " * 11) if show_level else ("", "")
     message = record.getMessage().rstrip()
     if message.startswith("Traceback (most recent call last):"):
         frames = [(m["file"], m["name"], m["line"]) for m in _FRAME.finditer(message)]
-        yield f"{record.levelname:<8} Traceback"
-        yield from _short_traceback(frames, message.splitlines()[-1])
+        yield f"{first}Traceback"
+        yield from _short_traceback(frames, message.splitlines()[-1], indent)
         return
-    yield f"{record.levelname:<8} {scrub(message)}"
+    yield f"{first}{scrub(message)}"
     if record.exc_info and record.exc_info[1] is not None:
         exc = record.exc_info[1]
         frames = [(f.filename, f.name, f.line or "") for f in traceback.extract_tb(exc.__traceback__)]
-        yield from _short_traceback(frames, f"{type(exc).__name__}: {str(exc)}")
+        yield from _short_traceback(frames, f"{type(exc).__name__}: {str(exc)}", indent)
 
 
-def _short_traceback(frames: list[tuple[str, str, str]], last_line: str) -> Iterator[str]:
+def _short_traceback(frames: list[tuple[str, str, str]], last_line: str, indent: str) -> Iterator[str]:
     own = [(name, line) for file, name, line in frames if not file.startswith(_LIBRARY_DIRS)]
     if own:
         name, line = own[-1]
-        yield f"{'':8}   in {name}(): {line.strip()}"
-    yield f"{'':8}   {scrub(last_line)}"
+        yield f"{indent}in {name}(): {line.strip()}"
+    yield f"{indent}{scrub(last_line)}"
 
 
 class _Router(logging.Filter):

@@ -42,7 +42,6 @@ class SessionTracker:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._by_port: collections.OrderedDict[int | None, Session] = collections.OrderedDict()
         self._all: collections.deque[Session] = collections.deque(maxlen=KEEP)
         self._active = 0
         self._idle = threading.Condition()
@@ -55,10 +54,7 @@ class SessionTracker:
         session = Session(path=scope["path"], client_port=client[1] if client else None)
         with self._idle:
             self._active += 1
-            self._by_port[session.client_port] = session
             self._all.append(session)
-            while len(self._by_port) > KEEP:
-                self._by_port.popitem(last=False)
         error: BaseException | None = None
         try:
             await self.app(scope, receive, send)
@@ -92,9 +88,9 @@ class SessionTracker:
         return [s.error for s in self.all if s.error is not None]
 
     def for_client_port(self, port: int) -> Session | None:
-        """The session of the client connected from ``port`` (its local port), if any."""
+        """The newest session of the client connected from ``port`` (its local port), if any."""
         with self._idle:
-            return self._by_port.get(port)
+            return next((s for s in reversed(self._all) if s.client_port == port), None)
 
     def wait_idle(self, timeout: float) -> bool:
         with self._idle:
