@@ -17,20 +17,34 @@ import pytest
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 import wslab
-from wslab.checks import CheckResult, check_reverse, check_shout, check_sum
+from wslab.checks import (
+    CheckResult,
+    check_count,
+    check_history,
+    check_no_echo,
+    check_reverse,
+    check_shout,
+    check_sum,
+    check_who,
+)
 from wslab.student import has_solution, stub_solutions
 
-NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "01_echo.ipynb"
-EXERCISES: dict[str, tuple[str, Callable[[Any], CheckResult]]] = {
-    "shout": ("shout_app", check_shout),
-    "sum": ("sum_app", check_sum),
-    "reverse": ("reverse_app", check_reverse),
+NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+EXERCISES: dict[str, tuple[str, str, Callable[[Any], CheckResult]]] = {
+    "shout": ("01_echo", "shout_app", check_shout),
+    "sum": ("01_echo", "sum_app", check_sum),
+    "reverse": ("01_echo", "reverse_app", check_reverse),
+    "count": ("02_broadcast", "count_app", check_count),
+    "no echo": ("02_broadcast", "no_echo_app", check_no_echo),
+    "who": ("03_rooms", "who_app", check_who),
+    "history": ("03_rooms", "history_app", check_history),
 }
 
 
-def answer_app(app_name: str, *, stub: bool = False) -> Any:
+def answer_app(notebook: str, app_name: str, *, stub: bool = False) -> Any:
     """Run the notebook's answer cell that defines ``app_name`` and return the app it made."""
-    cells = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells
+    path = NOTEBOOKS / f"{notebook}.ipynb"
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells
              if c.cell_type == "code" and has_solution(c.source) and f"{app_name} = " in c.source]
     assert len(cells) == 1, f"expected one answer cell defining {app_name}"
     namespace: dict[str, Any] = {"FastAPI": FastAPI, "WebSocket": WebSocket,
@@ -41,16 +55,16 @@ def answer_app(app_name: str, *, stub: bool = False) -> Any:
 
 @pytest.mark.parametrize("exercise", EXERCISES)
 def test_the_notebook_answer_passes(exercise: str) -> None:
-    app_name, check = EXERCISES[exercise]
-    result = check(answer_app(app_name))
+    notebook, app_name, check = EXERCISES[exercise]
+    result = check(answer_app(notebook, app_name))
     assert result.passed, str(result)
-    assert str(result).startswith("✅ Exercise 1.")
+    assert str(result).startswith(f"✅ Exercise {int(notebook[:2])}.")
 
 
 @pytest.mark.parametrize("exercise", EXERCISES)
 def test_the_stub_is_not_done_yet_and_does_not_raise(exercise: str) -> None:
-    app_name, check = EXERCISES[exercise]
-    result = check(answer_app(app_name, stub=True))
+    notebook, app_name, check = EXERCISES[exercise]
+    result = check(answer_app(notebook, app_name, stub=True))
     assert result.status == "not done"
     assert "not done yet" in str(result) and "NotImplementedError" in str(result)
     assert "Hint:" in str(result)
@@ -275,3 +289,96 @@ def test_something_that_is_not_an_app_fails_clearly() -> None:
 def test_a_check_leaves_no_server_running() -> None:
     check_shout(single_endpoint("/shout", shout_title_case))
     assert not [s for s in wslab.running_servers() if s.name.startswith("check ")]
+
+
+def manager_chat(on_message: Callable[[Any, Any, str, str], bool]) -> FastAPI:
+    """A chapter 02 chat whose messages go to ``on_message(manager, client, name, text)`` first; it
+    returns True when it has handled the message itself."""
+    from wslab.manager import ConnectionManager
+
+    manager = ConnectionManager()
+    app = FastAPI()
+
+    @app.websocket("/ws/{name}")
+    async def chat(websocket: WebSocket, name: str) -> None:
+        try:
+            async with manager.connect(websocket) as client:
+                async for message in client.messages():
+                    if not on_message(manager, client, name, str(message)):
+                        manager.broadcast(f"{name}: {message}")
+        finally:
+            manager.broadcast(f"{name} left the chat")
+
+    return app
+
+
+def count_broadcasts_the_answer(manager: Any, client: Any, name: str, text: str) -> bool:
+    if text == "/count":
+        manager.broadcast(f"{len(manager)} online")
+        return True
+    return False
+
+
+def count_is_off_by_one(manager: Any, client: Any, name: str, text: str) -> bool:
+    if text == "/count":
+        client.send(f"{len(manager) - 1} online")
+        return True
+    return False
+
+
+def echo_to_everyone(manager: Any, client: Any, name: str, text: str) -> bool:
+    return False
+
+
+@pytest.mark.parametrize(("check", "handler", "reported"), [
+    (check_count, count_broadcasts_the_answer, "bo should not receive ada's /count or its answer"),
+    (check_count, count_is_off_by_one, "'2 online'"),
+    (check_no_echo, echo_to_everyone, "ada should not receive her own message back"),
+])
+def test_broadcast_wrong_answers_fail(check: Callable[[Any], CheckResult], handler: Any,
+                                     reported: str) -> None:
+    result = check(manager_chat(handler))
+    assert result.status == "failed" and reported in str(result), str(result)
+
+
+def test_who_that_broadcasts_the_answer_fails() -> None:
+    from wslab.protocol import ChatMessage, ProtocolError, parse
+    from wslab.rooms import ChatRooms, Room, rooms_app
+
+    class LoudWho(ChatRooms):
+        def handle(self, room: Room, user: str, client: Any, data: str | bytes) -> None:
+            try:
+                frame = parse(data)
+            except ProtocolError:
+                frame = None
+            if isinstance(frame, ChatMessage) and frame.content == "/who":
+                for member in room.members.values():
+                    member.send(json.dumps({"type": "users", "users": room.users}))
+                return
+            super().handle(room, user, client, data)
+
+    result = check_who(rooms_app(LoudWho()))
+    assert result.status == "failed" and "bo should not receive" in str(result), str(result)
+
+
+def test_history_shared_by_every_room_fails() -> None:
+    from wslab.protocol import ChatMessage, ProtocolError, parse
+    from wslab.rooms import ChatRooms, Room, rooms_app
+
+    class OneHistory(ChatRooms):
+        history: list[dict[str, str]] = []
+
+        def joined(self, room: Room, user: str, client: Any) -> None:
+            client.send(json.dumps({"type": "history", "messages": self.history[-10:]}))
+
+        def handle(self, room: Room, user: str, client: Any, data: str | bytes) -> None:
+            try:
+                frame = parse(data)
+            except ProtocolError:
+                frame = None
+            if isinstance(frame, ChatMessage):
+                self.history.append({"user": user, "content": frame.content})
+            super().handle(room, user, client, data)
+
+    result = check_history(rooms_app(OneHistory()))
+    assert result.status == "failed" and "another room has its own" in str(result), str(result)

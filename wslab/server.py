@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import errno
 import socket
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -232,6 +233,33 @@ class LabServer:
     async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
         """Like :meth:`call`, but awaitable, so the cell's own event loop keeps running meanwhile."""
         return await asyncio.wrap_future(self._submit(coro))
+
+    @contextlib.contextmanager
+    def paused(self, timeout: float = 5.0) -> Iterator[None]:
+        """Hold the server's event loop still while the block runs, as a long CPU-bound step would.
+
+        Whatever clients do meanwhile (send, close, drop their connection) reaches the server at once
+        when the block ends, in the order it happened. The failure demonstrations use this to make a
+        race happen on every run instead of once in a while. The loop is released after ``timeout``
+        seconds even if the block is still running.
+        """
+        loop = self._loop
+        if not self.running or loop is None:
+            raise ServerStopped(f"The server {self.name!r} is stopped; serve the app again first.")
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            holding.set()
+            release.wait(timeout)
+
+        loop.call_soon_threadsafe(hold)
+        if not holding.wait(timeout):
+            release.set()
+            raise ServerTimeoutError(f"The server {self.name!r} did not pause within {timeout:g} s.")
+        try:
+            yield
+        finally:
+            release.set()
 
     # -- what happened -----------------------------------------------------------------------------
     def print_log(self, level: int | str = "WARNING") -> None:

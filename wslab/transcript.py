@@ -49,6 +49,12 @@ class Transcript:
     def __repr__(self) -> str:
         return f"Transcript({len(self.lines)} lines)"
 
+    def _ipython_display_(self) -> None:
+        # A live transcript has printed itself line by line already: showing it again as a cell's
+        # value would print everything twice.
+        if not self.live:
+            print(self)
+
 
 def describe_message(message: Any) -> str:
     """A frame's content as one line: text as it is, bytes as a ``b'…'`` literal, other data as JSON."""

@@ -1,6 +1,17 @@
 """Exercise checks: each ``check_*`` serves the learner's app, drives it and returns a verdict."""
 
+from .broadcast import check_count, check_no_echo
 from .echo import check_reverse, check_shout, check_sum
 from .result import CheckResult
+from .rooms import check_history, check_who
 
-__all__ = ["CheckResult", "check_reverse", "check_shout", "check_sum"]
+__all__ = [
+    "CheckResult",
+    "check_count",
+    "check_history",
+    "check_no_echo",
+    "check_reverse",
+    "check_shout",
+    "check_sum",
+    "check_who",
+]

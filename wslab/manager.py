@@ -1,0 +1,237 @@
+"""Broadcast to many WebSocket clients without letting one client hurt the others.
+
+The tutorial's manager sends in a loop, ``for ws in connections: await ws.send_text(message)``, inside
+the handler of whoever spoke. One dead or slow client then breaks the speaker: a send to a connection
+that is gone raises in the speaker's handler, and a send to a client that stopped reading waits, with
+the speaker and everyone after it in the loop, for as long as that client keeps still.
+
+Here every connection is a :class:`Client` with a bounded outgoing queue drained by its own writer
+task, so a broadcast only puts text into queues and never waits:
+
+- **Order:** each client receives the messages queued for it in the order they were queued.
+- **A slow client** whose queue fills up is disconnected with close code 1013 ("try again later") and
+  removed; nobody else waits for it or loses a message.
+- **A dead client** is noticed by its own writer and handler, never by the speaker's.
+- **Cleanup** happens in ``finally``, whatever ended the connection.
+- **Single process.** The clients live in this process's memory: with several worker processes each
+  one has its own manager, and a broadcast reaches only its own clients (chapter 08 adds a broker).
+
+    manager = ConnectionManager()
+
+    @app.websocket("/ws/{name}")
+    async def chat(websocket: WebSocket, name: str):
+        try:
+            async with manager.connect(websocket) as client:
+                async for text in client.messages():
+                    manager.broadcast(f"{name}: {text}")
+        finally:
+            manager.broadcast(f"{name} left the chat")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+__all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "Client", "ConnectionManager", "broadcast_app"]
+
+CLOSE_TOO_SLOW = 1013  # "try again later": the client did not keep up with its messages
+CLOSE_TOO_BIG = 1009  # "message too big"
+MAX_QUEUE = 512  # messages waiting for one client before it counts as too slow
+MAX_FRAME = 64 * 1024  # bytes in one received frame
+CLOSE_TIMEOUT = 1.0  # seconds to let a closing frame reach a client that may not be reading
+
+
+class Client:
+    """One accepted WebSocket connection with a bounded queue of outgoing messages.
+
+    ``async with Client(websocket) as client`` accepts the connection and starts the writer; leaving
+    the block sends what is still queued (briefly) and closes the connection. A disconnect by the peer
+    ends the block quietly, as does :meth:`kick`.
+    """
+
+    def __init__(self, websocket: WebSocket, *, max_queue: int = MAX_QUEUE, max_frame: int = MAX_FRAME,
+                 close_timeout: float = CLOSE_TIMEOUT) -> None:
+        self.websocket = websocket
+        self.max_frame = max_frame
+        self.close_timeout = close_timeout
+        self._queue: asyncio.Queue[str] = asyncio.Queue(max_queue)
+        self._writer: asyncio.Task[None] | None = None
+        self._handler: asyncio.Task[Any] | None = None
+        self._peer_gone = False
+        self._closing: tuple[int, str] | None = None
+        self._kicked = False
+
+    @property
+    def open(self) -> bool:
+        """True until the connection is closing or the peer has gone."""
+        return self._closing is None and not self._peer_gone
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def __aenter__(self) -> Client:
+        await self.websocket.accept()
+        self._handler = asyncio.current_task()
+        self._writer = asyncio.create_task(self._write(), name="wslab-writer")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool:
+        suppress = False
+        if isinstance(exc, WebSocketDisconnect):
+            self._peer_gone = suppress = True
+        elif isinstance(exc, asyncio.CancelledError) and self._kicked and self._handler is not None:
+            self._handler.uncancel()  # the cancellation was ours (see kick): end the handler quietly
+            suppress = True
+        elif exc is not None and self._closing is None:
+            self._closing = (1011, "")  # an error in the handler; it propagates and uvicorn logs it
+        await self._finish()
+        return suppress
+
+    async def _finish(self) -> None:
+        assert self._writer is not None
+        if self._closing is None:
+            self._closing = (1000, "")
+        if not self._peer_gone and not self._kicked:
+            with contextlib.suppress(TimeoutError):  # send what is queued, but not forever
+                await asyncio.wait_for(self._queue.join(), self.close_timeout)
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        if self._peer_gone:
+            return
+        code, reason = self._closing
+        # A client that stopped reading cannot take even a close frame: give up after close_timeout,
+        # and uvicorn drops the connection when the handler returns.
+        with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError):
+            await asyncio.wait_for(self.websocket.close(code, reason), self.close_timeout)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close after what is already queued; :meth:`messages` stops at once."""
+        if self._closing is None:
+            self._closing = (code, reason)
+
+    def kick(self, code: int, reason: str) -> None:
+        """Disconnect now, from any task, without waiting: the writer stops, the handler is cancelled
+        and leaves its ``async with`` quietly (its ``finally`` blocks run), then the close is sent."""
+        if not self.open:  # already closing or gone
+            return
+        self._kicked = True
+        self._closing = (code, reason)
+        for task in (self._writer, self._handler):
+            if task is not None:
+                task.cancel()
+
+    # -- receiving ---------------------------------------------------------------------------------
+    async def messages(self) -> AsyncIterator[str | bytes]:
+        """Each text (``str``) or binary (``bytes``) frame the client sends, until it leaves or the
+        connection closes. A frame larger than ``max_frame`` bytes closes it with code 1009."""
+        while self.open:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                self._peer_gone = True
+                return
+            data: str | bytes | None = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            size = len(data.encode() if isinstance(data, str) else data)
+            if size > self.max_frame:
+                self.close(CLOSE_TOO_BIG, f"frame too big: {size} bytes, at most {self.max_frame}")
+                return
+            yield data
+
+    # -- sending -----------------------------------------------------------------------------------
+    def send(self, text: str) -> bool:
+        """Queue ``text`` for this client and return at once. False if the client is closing or gone;
+        if its queue is full the client is too slow and is kicked with code 1013."""
+        if not self.open:
+            return False
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.kick(CLOSE_TOO_SLOW, f"too slow: {self._queue.maxsize} messages were waiting")
+            return False
+        return True
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                text = await self._queue.get()
+                await self.websocket.send_text(text)
+                self._queue.task_done()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            # The peer is gone (its socket dropped, or it closed first). Its handler receives the
+            # disconnect and cleans up; whoever is broadcasting never hears of it.
+            self._peer_gone = True
+
+    @property
+    def queued(self) -> int:
+        """How many messages are waiting to be written to this client."""
+        return self._queue.qsize()
+
+
+class ConnectionManager:
+    """Everyone connected, and a broadcast that never waits on anyone. One process only.
+
+    ``max_queue`` messages may wait for one client before it is disconnected as too slow (1013);
+    ``max_frame`` bytes is the largest frame a client may send (1009 beyond it).
+    """
+
+    def __init__(self, *, max_queue: int = MAX_QUEUE, max_frame: int = MAX_FRAME,
+                 close_timeout: float = CLOSE_TIMEOUT) -> None:
+        self._options = {"max_queue": max_queue, "max_frame": max_frame, "close_timeout": close_timeout}
+        self._clients: dict[Client, None] = {}  # a set that keeps the order people joined in
+
+    @contextlib.asynccontextmanager
+    async def connect(self, websocket: WebSocket) -> AsyncIterator[Client]:
+        """Accept ``websocket`` and keep it in the manager for the duration of the ``async with``."""
+        async with Client(websocket, **self._options) as client:  # type: ignore[arg-type]
+            self._clients[client] = None
+            try:
+                yield client
+            finally:
+                del self._clients[client]
+
+    def broadcast(self, message: str | Mapping[str, Any]) -> int:
+        """Queue ``message`` (text, or a dict sent as JSON) for every client; return how many took it.
+
+        Never waits: a client that cannot take it is skipped (gone) or disconnected (too slow).
+        """
+        text = message if isinstance(message, str) else json.dumps(message)
+        return sum(client.send(text) for client in tuple(self._clients))
+
+    @property
+    def clients(self) -> list[Client]:
+        """The connected clients, in the order they joined."""
+        return list(self._clients)
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
+def broadcast_app(manager: ConnectionManager | None = None) -> FastAPI:
+    """Chapter 02's chat, hardened: ``/ws/{name}`` relays each text message to everyone as
+    ``"name: text"`` and announces ``"name left the chat"``; a binary frame gets a short refusal."""
+    manager = manager or ConnectionManager()
+    app = FastAPI()
+    app.state.manager = manager
+
+    @app.websocket("/ws/{name}")
+    async def chat(websocket: WebSocket, name: str) -> None:
+        try:
+            async with manager.connect(websocket) as client:
+                async for message in client.messages():
+                    if isinstance(message, bytes):
+                        client.send("binary frames are not relayed: send text")
+                    else:
+                        manager.broadcast(f"{name}: {message}")
+        finally:
+            manager.broadcast(f"{name} left the chat")
+
+    return app

@@ -1,0 +1,183 @@
+"""The chat wire protocol: one validated format for every chapter from 03 on and the complete app.
+
+Every frame is a JSON text frame holding one object with a ``type``.
+
+Client → server::
+
+    {"type": "message", "content": "hi all"}
+    {"type": "private", "to": "bo", "content": "psst"}
+
+Server → client::
+
+    {"type": "message", "user": "ada", "content": "hi all"}
+    {"type": "private", "from": "ada", "to": "bo", "content": "psst"}
+    {"type": "join", "user": "ada", "users": ["ada", "bo"]}
+    {"type": "leave", "user": "ada", "users": ["bo"]}
+    {"type": "error", "message": "what was wrong with the last frame"}
+
+:func:`parse` turns a received frame into a model or raises :class:`ProtocolError` with a message fit to
+send back to the client in an ``error`` frame; :func:`encode` turns a server-side model into text.
+
+    >>> parse('{"type": "message", "content": "hi"}')
+    ChatMessage(type='message', content='hi')
+    >>> encode(Error(message="unknown type 'shout'"))
+    '{"type":"error","message":"unknown type \\'shout\\'"}'
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+__all__ = [
+    "MAX_CONTENT",
+    "USER_PATTERN",
+    "ChatMessage",
+    "ClientFrame",
+    "Error",
+    "Join",
+    "Leave",
+    "Message",
+    "Private",
+    "PrivateMessage",
+    "ProtocolError",
+    "ServerFrame",
+    "encode",
+    "parse",
+    "valid_user",
+]
+
+MAX_CONTENT = 2000  # characters in one chat message
+USER_PATTERN = r"^[\w.-]{1,32}$"  # letters (any script), digits, _ . - ; 1 to 32 of them
+
+UserName = Annotated[str, Field(pattern=USER_PATTERN)]
+Content = Annotated[str, Field(min_length=1, max_length=MAX_CONTENT)]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)  # a client may add an id
+
+
+# -- client → server -------------------------------------------------------------------------------
+class ChatMessage(_Frame):
+    """A message to everyone in the room."""
+
+    type: Literal["message"]
+    content: Content
+
+
+class PrivateMessage(_Frame):
+    """A message to one user in the room."""
+
+    type: Literal["private"]
+    to: UserName
+    content: Content
+
+
+ClientFrame = Annotated[ChatMessage | PrivateMessage, Field(discriminator="type")]
+_client_frame: TypeAdapter[ChatMessage | PrivateMessage] = TypeAdapter(ClientFrame)
+_CLIENT_TYPES = ("message", "private")
+
+
+# -- server → client -------------------------------------------------------------------------------
+class ServerFrame(BaseModel):
+    """Base of the server → client frames."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+
+class Message(ServerFrame):
+    type: Literal["message"] = "message"
+    user: str
+    content: str
+
+
+class Private(ServerFrame):
+    type: Literal["private"] = "private"
+    sender: str = Field(alias="from")
+    to: str
+    content: str
+
+
+class Join(ServerFrame):
+    type: Literal["join"] = "join"
+    user: str
+    users: list[str]
+
+
+class Leave(ServerFrame):
+    type: Literal["leave"] = "leave"
+    user: str
+    users: list[str]
+
+
+class Error(ServerFrame):
+    type: Literal["error"] = "error"
+    message: str
+
+
+class ProtocolError(ValueError):
+    """A frame that does not follow the protocol; ``str(error)`` says why, in words for the client."""
+
+
+def encode(frame: ServerFrame) -> str:
+    """The JSON text of a server → client frame (``from`` spelt as on the wire)."""
+    return frame.model_dump_json(by_alias=True)
+
+
+def valid_user(name: str) -> bool:
+    """Whether ``name`` is a valid user name: 1 to 32 letters, digits, ``_``, ``.`` or ``-``."""
+    try:
+        _user.validate_python(name)
+    except ValidationError:
+        return False
+    return True
+
+
+_user: TypeAdapter[str] = TypeAdapter(UserName)
+
+
+def parse(data: str | bytes) -> ChatMessage | PrivateMessage:
+    """Validate one received frame. Raises :class:`ProtocolError` saying what is wrong with it."""
+    if isinstance(data, bytes):
+        raise ProtocolError("binary frames are not part of this protocol: send JSON text")
+    try:
+        raw = json.loads(data)
+    except ValueError as exc:
+        raise ProtocolError(f"not valid JSON ({exc.args[0].split(':')[0]})") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"expected a JSON object with a \"type\", got a JSON {_json_kind(raw)}")
+    if raw.get("type") not in _CLIENT_TYPES:
+        kind = raw.get("type")
+        if kind is None:
+            raise ProtocolError('missing "type": expected "message" or "private"')
+        raise ProtocolError(f'unknown type {json.dumps(kind)}: expected "message" or "private"')
+    try:
+        return _client_frame.validate_python(raw)
+    except ValidationError as exc:
+        raise ProtocolError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"][1:]) or "frame"  # loc[0] is the union's tag
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "missing":
+        return f'missing "{where}"'
+    if kind == "string_too_long":
+        return f'"{where}" is too long: at most {ctx.get("max_length")} characters'
+    if kind == "string_too_short":
+        return f'"{where}" is empty'
+    if kind == "string_pattern_mismatch":
+        return f'"{where}" is not a user name (1 to 32 letters, digits, _ . -)'
+    if kind == "string_type":
+        return f'"{where}" must be a string'
+    return f'"{where}": {error["msg"]}'
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), "null"
+    )

@@ -1,0 +1,155 @@
+"""Chat rooms with presence lists, private messages, validated frames and identities nobody can steal.
+
+Each room maps user names to :class:`~wslab.manager.Client` connections, so everything the manager
+guarantees holds per room: fan-out never waits on one client, a client that stops reading is
+disconnected with 1013, a dead connection is noticed by its own handler.
+
+On top of that (the wire format is in :mod:`wslab.protocol`):
+
+- **Presence:** ``join`` and ``leave`` frames carry the room's current user list.
+- **Validation:** a frame that is not valid JSON, has an unknown type, misses a field or carries
+  over-long content gets an ``error`` frame; the connection and the room carry on. A frame over the
+  size limit closes the connection with 1009.
+- **Private messages** go to the one user named, with a copy to the sender; to a user who is not in
+  the room, the sender gets an ``error`` frame instead of silence.
+- **Identity:** a name already in the room is refused. The newcomer is accepted and then closed with
+  1008 (policy violation) and a reason a browser can show; the user already there keeps the name and
+  every message sent to it. (Replacing the old connection instead would let anyone who knows a name
+  take over that user's private messages.)
+- **Single process.** Rooms live in this process's memory; chapter 08 spreads them over processes
+  with a broker.
+
+    rooms = ChatRooms()
+
+    @app.websocket("/chat/{room}/{user}")
+    async def chat(websocket: WebSocket, room: str, user: str):
+        await rooms.chat(websocket, room, user)
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, WebSocket
+
+from .manager import CLOSE_TIMEOUT, MAX_FRAME, MAX_QUEUE, Client
+from .protocol import (
+    ChatMessage,
+    Error,
+    Join,
+    Leave,
+    Message,
+    Private,
+    ProtocolError,
+    ServerFrame,
+    encode,
+    parse,
+    valid_user,
+)
+
+__all__ = ["CLOSE_NAME_TAKEN", "ChatRooms", "Room", "rooms_app"]
+
+CLOSE_NAME_TAKEN = 1008  # policy violation: the name is in use, or is not a valid name
+
+
+class Room:
+    """The users in one room, in the order they joined, and what can be sent to them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.members: dict[str, Client] = {}
+
+    @property
+    def users(self) -> list[str]:
+        return list(self.members)
+
+    def broadcast(self, frame: ServerFrame) -> None:
+        """Queue ``frame`` for every member; never waits (see :meth:`Client.send`)."""
+        text = encode(frame)
+        for client in tuple(self.members.values()):
+            client.send(text)
+
+    def join(self, user: str, client: Client) -> bool:
+        """Add ``user``; False (and nothing changes) if the name is taken. Everyone gets a ``join``."""
+        if user in self.members:
+            return False
+        self.members[user] = client
+        self.broadcast(Join(user=user, users=self.users))
+        return True
+
+    def leave(self, user: str, client: Client) -> None:
+        """Remove ``user`` if ``client`` is the connection holding that name; the rest get a ``leave``."""
+        if self.members.get(user) is client:
+            del self.members[user]
+            self.broadcast(Leave(user=user, users=self.users))
+
+    def send_private(self, sender: str, to: str, content: str) -> bool:
+        """Send a private message to ``to`` and a copy to ``sender``; False if ``to`` is not here."""
+        target = self.members.get(to)
+        if target is None:
+            return False
+        text = encode(Private.model_validate({"from": sender, "to": to, "content": content}))
+        target.send(text)
+        own = self.members.get(sender)
+        if own is not None and own is not target:
+            own.send(text)
+        return True
+
+
+class ChatRooms:
+    """Every room of one process, created on first use and dropped when empty."""
+
+    def __init__(self, *, max_queue: int = MAX_QUEUE, max_frame: int = MAX_FRAME,
+                 close_timeout: float = CLOSE_TIMEOUT) -> None:
+        self.rooms: dict[str, Room] = {}
+        self._limits = {"max_queue": max_queue, "max_frame": max_frame, "close_timeout": close_timeout}
+
+    def room(self, name: str) -> Room:
+        """The room called ``name``, made if it does not exist yet."""
+        return self.rooms.setdefault(name, Room(name))
+
+    async def chat(self, websocket: WebSocket, room_name: str, user: str) -> None:
+        """Serve one connection for its whole life: join, relay frames, leave (in ``finally``)."""
+        async with Client(websocket, **self._limits) as client:  # type: ignore[arg-type]
+            if not valid_user(user):
+                client.close(CLOSE_NAME_TAKEN, "not a valid user name: use 1 to 32 letters, digits, _ . -")
+                return
+            room = self.room(room_name)
+            if not room.join(user, client):
+                client.close(CLOSE_NAME_TAKEN, f"the name {user!r} is already taken in this room")
+                return
+            try:
+                self.joined(room, user, client)
+                async for data in client.messages():
+                    self.handle(room, user, client, data)
+            finally:
+                room.leave(user, client)
+                if not room.members:
+                    self.rooms.pop(room_name, None)
+
+    def joined(self, room: Room, user: str, client: Client) -> None:
+        """Called once ``user`` is in ``room`` and everyone has had the ``join``; a hook for subclasses
+        (a welcome, the room's history). Does nothing here."""
+
+    def handle(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        """Act on one received frame: relay it, or answer with an ``error`` frame."""
+        try:
+            frame = parse(data)
+        except ProtocolError as exc:
+            client.send(encode(Error(message=str(exc))))
+            return
+        if isinstance(frame, ChatMessage):
+            room.broadcast(Message(user=user, content=frame.content))
+        elif not room.send_private(user, frame.to, frame.content):
+            client.send(encode(Error(message=f"no user {frame.to!r} in this room: the message was not sent")))
+
+
+def rooms_app(rooms: ChatRooms | None = None) -> FastAPI:
+    """Chapter 03's chat rooms, hardened, at ``/chat/{room}/{user}``."""
+    rooms = rooms or ChatRooms()
+    app = FastAPI()
+    app.state.rooms = rooms
+
+    @app.websocket("/chat/{room}/{user}")
+    async def chat(websocket: WebSocket, room: str, user: str) -> None:
+        await rooms.chat(websocket, room, user)
+
+    return app
