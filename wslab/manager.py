@@ -107,13 +107,15 @@ class Client:
         if self._peer_gone:
             return
         code, reason = self._closing
-        # A client that stopped reading cannot take even a close frame: give up after close_timeout,
-        # and uvicorn drops the connection when the handler returns.
+        # With uvicorn's websockets-sansio, a close to a client that stopped reading waits until it
+        # reads; give up after close_timeout. wslab.wsprotocol.WebSocketProtocol (what wslab.serve
+        # runs) queues the close at once instead and drops the connection if the client stays still.
         with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError):
             await asyncio.wait_for(self.websocket.close(code, reason), self.close_timeout)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close after what is already queued; :meth:`messages` stops at once."""
+        """Close after what is already queued. Meant for the handler itself: :meth:`messages` stops before
+        the next frame. (From another task, use :meth:`kick`.)"""
         if self._closing is None:
             self._closing = (code, reason)
 
@@ -218,7 +220,7 @@ class ConnectionManager:
 def broadcast_app(manager: ConnectionManager | None = None) -> FastAPI:
     """Chapter 02's chat, hardened: ``/ws/{name}`` relays each text message to everyone as
     ``"name: text"`` and announces ``"name left the chat"``; a binary frame gets a short refusal."""
-    manager = manager or ConnectionManager()
+    manager = manager if manager is not None else ConnectionManager()
     app = FastAPI()
     app.state.manager = manager
 

@@ -147,6 +147,8 @@ def parse(data: str | bytes) -> ChatMessage | PrivateMessage:
         raw = json.loads(data)
     except ValueError as exc:
         raise ProtocolError(f"not valid JSON ({exc.args[0].split(':')[0]})") from None
+    except RecursionError:  # "[[[[..." thousands deep: valid JSON, too deep to parse
+        raise ProtocolError("JSON nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolError(f"expected a JSON object with a \"type\", got a JSON {_json_kind(raw)}")
     if raw.get("type") not in _CLIENT_TYPES:

@@ -144,7 +144,7 @@ class ChatRooms:
 
 def rooms_app(rooms: ChatRooms | None = None) -> FastAPI:
     """Chapter 03's chat rooms, hardened, at ``/chat/{room}/{user}``."""
-    rooms = rooms or ChatRooms()
+    rooms = rooms if rooms is not None else ChatRooms()
     app = FastAPI()
     app.state.rooms = rooms
 

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp
 from .exceptions import AppStartupError, PortInUseError, ServerStartError, ServerStopped, ServerTimeoutError
 from .serverlog import ServerLog, attach, detach
 from .sessions import SessionTracker
+from .wsprotocol import WebSocketProtocol
 
 __all__ = ["LabServer", "running_servers", "serve"]
 
@@ -112,7 +113,7 @@ class LabServer:
             self.sessions,
             interface="asgi3",
             lifespan="auto",
-            ws="websockets-sansio",
+            ws=WebSocketProtocol,  # websockets-sansio, with a close that never hangs on a stalled client
             log_config=None,  # leave the process's logging alone; serverlog captures our records
             log_level="info",
             timeout_graceful_shutdown=2,

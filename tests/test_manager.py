@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, WebSocket
+
+import wslab
+from wslab import LabClient, LabServer, Transcript
+from wslab.manager import MAX_FRAME, Client, ConnectionManager, broadcast_app
+
+
+@contextlib.contextmanager
+def serving(app: FastAPI) -> Iterator[LabServer]:
+    """``app`` served; on a clean exit, every handler has ended and nothing was logged as an ERROR."""
+    with wslab.serve(app, name="t-manager") as server:
+        yield server
+        assert server.wait_idle(5.0)
+    assert server.log.lines("ERROR") == []
+
+
+@pytest.fixture
+def app() -> FastAPI:
+    return broadcast_app()
+
+
+@pytest.fixture
+def manager(app: FastAPI) -> ConnectionManager:
+    manager: ConnectionManager = app.state.manager
+    return manager
+
+
+@pytest.fixture
+def server(app: FastAPI) -> Iterator[LabServer]:
+    with serving(app) as running:
+        yield running
+
+
+def test_broadcast_app_uses_the_manager_it_is_given() -> None:
+    manager = ConnectionManager(max_queue=8)
+    assert broadcast_app(manager).state.manager is manager
+
+
+@contextlib.asynccontextmanager
+async def chat(server: LabServer, *names: str, **options: Any) -> AsyncIterator[dict[str, LabClient]]:
+    """Clients on /ws/{name}, connected one at a time. Each says "here" and waits until everyone so
+    far has it, so each is known to be in the manager before the next one connects."""
+    transcript = Transcript(live=False)
+    async with contextlib.AsyncExitStack() as stack:
+        team: dict[str, LabClient] = {}
+        for name in names:
+            client = wslab.connect(server, f"/ws/{name}", name=name, transcript=transcript, **options)
+            team[name] = await stack.enter_async_context(client)
+            await team[name].send("here")
+            for bot in team.values():
+                assert await bot.recv() == f"{name}: here"
+        yield team
+
+
+def payload(number: int, size: int = 16 * 1024) -> str:
+    """Numbered, and random so that nothing on the way can compress it."""
+    return f"#{number} " + base64.b64encode(os.urandom(size * 3 // 4)).decode()
+
+
+def test_a_broadcast_reaches_everyone_in_order(server: LabServer) -> None:
+    async def scenario() -> dict[str, list[str | bytes]]:
+        async with chat(server, "ada", "bo", "cy") as team:
+            for number in range(50):
+                await team["ada"].send(f"#{number}")
+            return {name: [await bot.recv() for _ in range(50)] for name, bot in team.items()}
+
+    expected = [f"ada: #{number}" for number in range(50)]
+    assert asyncio.run(scenario()) == {"ada": expected, "bo": expected, "cy": expected}
+
+
+def test_a_binary_frame_gets_a_refusal_and_the_connection_stays(server: LabServer) -> None:
+    async def scenario() -> list[str | bytes]:
+        async with chat(server, "ada") as team:
+            await team["ada"].send(b"\x00\x01")
+            refusal = await team["ada"].recv()
+            await team["ada"].send("still here")
+            return [refusal, await team["ada"].recv()]
+
+    assert asyncio.run(scenario()) == ["binary frames are not relayed: send text", "ada: still here"]
+
+
+def test_a_binary_frame_is_not_relayed(server: LabServer) -> None:
+    async def scenario() -> str | bytes:
+        async with chat(server, "ada", "bo") as team:
+            await team["ada"].send(b"\x00\x01")
+            await team["ada"].send("text")
+            return await team["bo"].recv()  # the text, with nothing before it
+
+    assert asyncio.run(scenario()) == "ada: text"
+
+
+def test_a_frame_over_max_frame_bytes_closes_with_1009(server: LabServer) -> None:
+    too_big = "é" * (MAX_FRAME // 2 + 1)  # fewer characters than MAX_FRAME, but more bytes
+
+    async def scenario() -> tuple[int | None, str | None]:
+        async with chat(server, "ada") as team:
+            await team["ada"].send(too_big)
+            return await team["ada"].wait_closed(), team["ada"].close_reason
+
+    assert asyncio.run(scenario()) == (1009, f"frame too big: {MAX_FRAME + 2} bytes, at most {MAX_FRAME}")
+
+
+def test_a_frame_of_max_frame_bytes_is_relayed(server: LabServer) -> None:
+    largest = "x" * MAX_FRAME
+
+    async def scenario() -> str | bytes:
+        async with chat(server, "ada") as team:
+            await team["ada"].send(largest)
+            return await team["ada"].recv()
+
+    assert asyncio.run(scenario()) == f"ada: {largest}"
+
+
+def test_a_client_that_never_reads_is_closed_with_1013_and_the_others_get_every_message_in_order() -> None:
+    # close_timeout leaves bo time to read its backlog and then the close frame after it is kicked.
+    manager = ConnectionManager(max_queue=8, close_timeout=10.0)
+
+    async def scenario(server: LabServer) -> tuple[int, int | None, str | None, str | bytes]:
+        async with chat(server, "ada", "bo", "cy", compression=None, max_size=None) as team:
+            ada, bo, cy = team["ada"], team["bo"], team["cy"]
+            sent = 0
+            for number in range(2000):  # bo stops reading; its buffers fill well before this
+                if len(manager) < 3:  # bo has been kicked
+                    break
+                text = payload(number)
+                await ada.send(text)
+                assert await cy.recv() == f"ada: {text}"
+                assert await ada.recv() == f"ada: {text}"
+                sent += 1
+            assert 0 < sent < 2000 and len(manager) == 2
+            code = await bo.wait_closed(10.0)  # reads the backlog, then the close frame
+            return sent, code, bo.close_reason, await cy.recv()
+
+    with serving(broadcast_app(manager)) as server:
+        _, code, reason, after = asyncio.run(scenario(server))
+    assert (code, reason) == (1013, "too slow: 8 messages were waiting")
+    assert after == "bo left the chat"
+
+
+def test_the_manager_is_empty_after_everyone_leaves(server: LabServer, manager: ConnectionManager) -> None:
+    async def scenario() -> int:
+        async with chat(server, "ada", "bo", "cy"):
+            during = len(manager)
+        return during
+
+    assert asyncio.run(scenario()) == 3
+    assert len(manager) == 0
+
+
+def test_a_client_that_drops_without_a_close_frame_is_removed(server: LabServer,
+                                                              manager: ConnectionManager) -> None:
+    async def scenario() -> tuple[int, str | bytes]:
+        async with chat(server, "ada", "bo") as team:
+            session = server.sessions.for_client_port(team["bo"].connection.local_address[1])
+            assert session is not None
+            team["bo"].connection.transport.abort()  # no close frame
+            await asyncio.wait_for(asyncio.wrap_future(session.done), 5.0)
+            return len(manager), await team["ada"].recv()
+
+    assert asyncio.run(scenario()) == (1, "bo left the chat")
+
+
+def closing_app(count: int) -> FastAPI:
+    """/ws queues ``count`` messages, then closes with 4000 "that is all"."""
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def handler(websocket: WebSocket) -> None:
+        async with Client(websocket) as client:
+            for number in range(count):
+                client.send(f"#{number}")
+            client.close(4000, "that is all")
+            async for _ in client.messages():  # ends at once: the client is closing
+                pass
+
+    return app
+
+
+def test_client_close_delivers_what_is_queued_then_closes_with_the_code() -> None:
+    async def scenario(server: LabServer) -> tuple[list[str | bytes], int | None, str | None]:
+        async with wslab.connect(server, "/ws", transcript=Transcript(live=False)) as ws:
+            received = [await ws.recv() for _ in range(100)]
+            return received, await ws.wait_closed(), ws.close_reason
+
+    with wslab.serve(closing_app(100), name="t-manager-close") as server:
+        received, code, reason = asyncio.run(scenario(server))
+        assert server.wait_idle(5.0)
+    assert received == [f"#{number}" for number in range(100)]
+    assert (code, reason) == (4000, "that is all")
+    assert server.log.lines("ERROR") == []

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wslab.protocol import (
+    MAX_CONTENT,
+    ChatMessage,
+    Error,
+    Join,
+    Private,
+    PrivateMessage,
+    ProtocolError,
+    encode,
+    parse,
+    valid_user,
+)
+
+
+def test_parse_accepts_a_message() -> None:
+    assert parse('{"type": "message", "content": "hi all"}') == ChatMessage(type="message", content="hi all")
+
+
+def test_parse_accepts_a_private_message() -> None:
+    frame = parse('{"type": "private", "to": "bo", "content": "psst"}')
+    assert frame == PrivateMessage(type="private", to="bo", content="psst")
+
+
+def test_parse_ignores_extra_fields() -> None:
+    assert parse('{"type": "message", "content": "hi", "id": 7}') == ChatMessage(type="message", content="hi")
+
+
+def test_parse_accepts_content_of_exactly_max_content_characters() -> None:
+    frame = parse(json.dumps({"type": "message", "content": "é" * MAX_CONTENT}))
+    assert isinstance(frame, ChatMessage) and len(frame.content) == MAX_CONTENT
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    pytest.param("not json", "not valid JSON (Expecting value)", id="invalid-json"),
+    pytest.param("[1, 2]", 'expected a JSON object with a "type", got a JSON array', id="array"),
+    pytest.param('"hi"', 'expected a JSON object with a "type", got a JSON string', id="string"),
+    pytest.param("null", 'expected a JSON object with a "type", got a JSON null', id="null"),
+    pytest.param('{"content": "hi"}', 'missing "type": expected "message" or "private"', id="no-type"),
+    pytest.param('{"type": "shout", "content": "hi"}',
+                 'unknown type "shout": expected "message" or "private"', id="unknown-type"),
+    pytest.param('{"type": "message"}', 'missing "content"', id="no-content"),
+    pytest.param('{"type": "private", "content": "hi"}', 'missing "to"', id="no-to"),
+    pytest.param('{"type": "message", "content": ""}', '"content" is empty', id="empty-content"),
+    pytest.param(json.dumps({"type": "message", "content": "x" * (MAX_CONTENT + 1)}),
+                 f'"content" is too long: at most {MAX_CONTENT} characters', id="long-content"),
+    pytest.param('{"type": "message", "content": 5}', '"content" must be a string', id="number-content"),
+    pytest.param('{"type": "message", "content": null}', '"content" must be a string', id="null-content"),
+    pytest.param('{"type": "private", "to": "a b", "content": "hi"}',
+                 '"to" is not a user name (1 to 32 letters, digits, _ . -)', id="invalid-to"),
+    pytest.param('{"type": "private", "to": 5, "content": "hi"}', '"to" must be a string', id="number-to"),
+    pytest.param(b"\x00", "binary frames are not part of this protocol: send JSON text", id="binary"),
+])
+def test_parse_rejects_a_bad_frame_with_a_helpful_message(data: str | bytes, message: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse(data)
+    assert str(info.value) == message
+
+
+def test_a_protocol_error_is_a_value_error() -> None:
+    assert issubclass(ProtocolError, ValueError)
+
+
+def test_encode_spells_from_on_the_wire_for_a_private_message() -> None:
+    text = encode(Private.model_validate({"from": "ada", "to": "bo", "content": "psst"}))
+    assert json.loads(text) == {"type": "private", "from": "ada", "to": "bo", "content": "psst"}
+
+
+def test_a_private_frame_can_be_built_by_field_name() -> None:
+    assert encode(Private.model_validate({"sender": "ada", "to": "bo", "content": "psst"})) == \
+        '{"type":"private","from":"ada","to":"bo","content":"psst"}'
+
+
+def test_encode_writes_compact_json_with_the_type_first() -> None:
+    assert encode(Join(user="ada", users=["ada", "bo"])) == \
+        '{"type":"join","user":"ada","users":["ada","bo"]}'
+    assert encode(Error(message="no")) == '{"type":"error","message":"no"}'
+
+
+@pytest.mark.parametrize("name", ["ada", "Zoë", "bo_2", "c.y", "dee-dee", "x" * 32])
+def test_valid_user_accepts_a_name(name: str) -> None:
+    assert valid_user(name)
+
+
+@pytest.mark.parametrize("name", ["", "x" * 33, "a b", "a/b", "ada!", "<script>"])
+def test_valid_user_refuses_a_name(name: str) -> None:
+    assert not valid_user(name)
+
+
+def test_deeply_nested_json_is_a_protocol_error_not_a_crash() -> None:
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        parse("[" * 50_000)

@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import wslab
+from wslab import LabClient, LabServer, Transcript
+from wslab.manager import MAX_FRAME
+from wslab.protocol import MAX_CONTENT
+from wslab.rooms import ChatRooms, rooms_app
+
+
+@pytest.fixture
+def rooms() -> ChatRooms:
+    return ChatRooms()
+
+
+@pytest.fixture
+def server(rooms: ChatRooms) -> Iterator[LabServer]:
+    """rooms_app(rooms) served; afterwards every handler has ended and nothing was logged as an ERROR."""
+    with wslab.serve(rooms_app(rooms), name="t-rooms") as running:
+        yield running
+        assert running.wait_idle(5.0)
+    assert running.log.lines("ERROR") == []
+
+
+@contextlib.asynccontextmanager
+async def members(server: LabServer, *where: str) -> AsyncIterator[dict[str, LabClient]]:
+    """Clients for "room/user" each, connected one at a time; each one's join frame is read by everyone
+    in its room before the next connects, so the frames the test reads next are its own."""
+    transcript = Transcript(live=False)
+    async with contextlib.AsyncExitStack() as stack:
+        team: dict[str, LabClient] = {}
+        room_of: dict[str, str] = {}
+        for room_user in where:
+            room, user = room_user.split("/")
+            client = wslab.connect(server, f"/chat/{room}/{user}", name=user, transcript=transcript)
+            team[user], room_of[user] = await stack.enter_async_context(client), room
+            for name, bot in team.items():
+                if room_of[name] == room:
+                    assert (await bot.recv_json())["user"] == user
+        yield team
+
+
+def impostor(server: LabServer) -> LabClient:
+    """A second client for the name "ada" in the lobby."""
+    return wslab.connect(server, "/chat/lobby/ada", name="mallory", transcript=Transcript(live=False))
+
+
+def message(user: str, content: str) -> dict[str, Any]:
+    return {"type": "message", "user": user, "content": content}
+
+
+def test_join_and_leave_frames_carry_the_users_in_join_order(server: LabServer) -> None:
+    transcript = Transcript(live=False)
+
+    def user(name: str) -> LabClient:
+        return wslab.connect(server, f"/chat/lobby/{name}", name=name, transcript=transcript)
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        async with user("ada") as ada:
+            seen_by_ada = [await ada.recv_json()]
+            async with user("bo") as bo:
+                seen_by_ada.append(await ada.recv_json())
+                await bo.recv_json()
+                async with user("cy") as cy:
+                    seen_by_ada.append(await ada.recv_json())
+                    await bo.close()
+                    seen_by_ada.append(await ada.recv_json())
+                    return seen_by_ada, [await cy.recv_json(), await cy.recv_json()]
+
+    seen_by_ada, seen_by_cy = asyncio.run(scenario())
+    assert seen_by_ada == [
+        {"type": "join", "user": "ada", "users": ["ada"]},
+        {"type": "join", "user": "bo", "users": ["ada", "bo"]},
+        {"type": "join", "user": "cy", "users": ["ada", "bo", "cy"]},
+        {"type": "leave", "user": "bo", "users": ["ada", "cy"]},
+    ]
+    assert seen_by_cy == seen_by_ada[2:]
+
+
+def test_a_message_reaches_everyone_in_the_room_and_nobody_in_another_room(server: LabServer) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with members(server, "lobby/ada", "lobby/bo", "kitchen/cy") as team:
+            await team["ada"].send({"type": "message", "content": "hi lobby"})
+            await team["cy"].send({"type": "message", "content": "hi kitchen"})
+            return {name: await bot.recv_json() for name, bot in team.items()}
+
+    assert asyncio.run(scenario()) == {  # cy's first frame is its own message: nothing from the lobby came
+        "ada": message("ada", "hi lobby"),
+        "bo": message("ada", "hi lobby"),
+        "cy": message("cy", "hi kitchen"),
+    }
+
+
+def test_a_private_message_reaches_only_its_target_and_a_copy_to_the_sender(server: LabServer) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with members(server, "lobby/ada", "lobby/bo", "lobby/cy") as team:
+            await team["bo"].send({"type": "private", "to": "ada", "content": "psst"})
+            await team["bo"].send({"type": "message", "content": "done"})
+            return {name: await bot.recv_json() for name, bot in team.items()}
+
+    private = {"type": "private", "from": "bo", "to": "ada", "content": "psst"}
+    assert asyncio.run(scenario()) == {"ada": private, "bo": private, "cy": message("bo", "done")}
+
+
+def test_a_private_message_to_oneself_arrives_once(server: LabServer) -> None:
+    async def scenario() -> list[Any]:
+        async with members(server, "lobby/ada") as team:
+            await team["ada"].send({"type": "private", "to": "ada", "content": "note"})
+            await team["ada"].send({"type": "message", "content": "done"})
+            return [await team["ada"].recv_json() for _ in range(2)]
+
+    assert asyncio.run(scenario()) == [
+        {"type": "private", "from": "ada", "to": "ada", "content": "note"}, message("ada", "done"),
+    ]
+
+
+def test_a_private_message_to_an_unknown_user_gets_an_error_frame(server: LabServer) -> None:
+    async def scenario() -> Any:
+        async with members(server, "lobby/ada", "kitchen/zed") as team:  # zed is in another room
+            await team["ada"].send({"type": "private", "to": "zed", "content": "hello?"})
+            return await team["ada"].recv_json()
+
+    assert asyncio.run(scenario()) == {
+        "type": "error", "message": "no user 'zed' in this room: the message was not sent",
+    }
+
+
+def test_a_duplicate_name_is_refused_with_1008(server: LabServer) -> None:
+    async def scenario() -> tuple[int | None, str | None]:
+        async with members(server, "lobby/ada"), impostor(server) as mallory:
+            return await mallory.wait_closed(), mallory.close_reason
+
+    assert asyncio.run(scenario()) == (1008, "the name 'ada' is already taken in this room")
+
+
+def test_the_original_keeps_its_private_messages_after_a_duplicate_is_refused(server: LabServer) -> None:
+    async def scenario() -> Any:
+        async with members(server, "lobby/ada", "lobby/bo") as team:
+            async with impostor(server) as mallory:
+                await mallory.wait_closed()
+            await team["bo"].send({"type": "private", "to": "ada", "content": "swordfish"})
+            return await team["ada"].recv_json()  # no leave frame for the refused one comes first
+
+    assert asyncio.run(scenario()) == {"type": "private", "from": "bo", "to": "ada", "content": "swordfish"}
+
+
+@pytest.mark.parametrize("user", ["x" * 33, "ada!", "a%20b"])
+def test_an_invalid_user_name_is_refused_with_1008(server: LabServer, rooms: ChatRooms, user: str) -> None:
+    async def scenario() -> tuple[int | None, str | None]:
+        client = wslab.connect(server, f"/chat/lobby/{user}", transcript=Transcript(live=False))
+        async with client as ws:
+            return await ws.wait_closed(), ws.close_reason
+
+    assert asyncio.run(scenario()) == (1008, "not a valid user name: use 1 to 32 letters, digits, _ . -")
+    assert rooms.rooms == {}
+
+
+def test_an_empty_room_is_dropped(server: LabServer, rooms: ChatRooms) -> None:
+    async def scenario() -> list[str]:
+        async with members(server, "lobby/ada", "kitchen/bo"):
+            during = list(rooms.rooms)
+        return during
+
+    assert asyncio.run(scenario()) == ["lobby", "kitchen"]
+    assert rooms.rooms == {}
+
+
+@pytest.mark.parametrize(("bad", "error"), [
+    pytest.param("not json", "not valid JSON (Expecting value)", id="invalid-json"),
+    pytest.param([1, 2], 'expected a JSON object with a "type", got a JSON array', id="array"),
+    pytest.param({"type": "shout", "content": "hi"}, 'unknown type "shout": expected "message" or "private"',
+                 id="unknown-type"),
+    pytest.param({"type": "message"}, 'missing "content"', id="no-content"),
+    pytest.param({"type": "message", "content": "x" * (MAX_CONTENT + 1)},
+                 f'"content" is too long: at most {MAX_CONTENT} characters', id="long-content"),
+    pytest.param(b"\x00", "binary frames are not part of this protocol: send JSON text", id="binary"),
+])
+def test_a_bad_frame_gets_an_error_frame_and_the_room_carries_on(server: LabServer, bad: Any,
+                                                                 error: str) -> None:
+    async def scenario() -> dict[str, list[Any]]:
+        async with members(server, "lobby/ada", "lobby/bo") as team:
+            await team["ada"].send(bad)
+            await team["ada"].send({"type": "message", "content": "sorry"})
+            return {"ada": [await team["ada"].recv_json() for _ in range(2)],
+                    "bo": [await team["bo"].recv_json()]}
+
+    assert asyncio.run(scenario()) == {
+        "ada": [{"type": "error", "message": error}, message("ada", "sorry")],
+        "bo": [message("ada", "sorry")],
+    }
+
+
+def test_a_frame_over_max_frame_bytes_closes_with_1009(server: LabServer) -> None:
+    async def scenario() -> tuple[int | None, Any]:
+        async with members(server, "lobby/ada", "lobby/bo") as team:
+            await team["ada"].send(json.dumps({"type": "message", "content": "x" * MAX_FRAME}))
+            return await team["ada"].wait_closed(), await team["bo"].recv_json()
+
+    assert asyncio.run(scenario()) == (1009, {"type": "leave", "user": "ada", "users": ["bo"]})
