@@ -198,3 +198,12 @@ def test_client_close_delivers_what_is_queued_then_closes_with_the_code() -> Non
     assert received == [f"#{number}" for number in range(100)]
     assert (code, reason) == (4000, "that is all")
     assert server.log.lines("ERROR") == []
+
+
+def test_client_send_takes_text_or_a_dict_and_refuses_anything_else() -> None:
+    from wslab.manager import _text
+
+    assert _text("hi") == "hi"
+    assert _text({"type": "users", "users": []}) == '{"type": "users", "users": []}'
+    with pytest.raises(TypeError, match="not bytes"):
+        _text(b"hi")  # type: ignore[arg-type]

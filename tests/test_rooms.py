@@ -204,3 +204,28 @@ def test_a_frame_over_max_frame_bytes_closes_with_1009(server: LabServer) -> Non
             return await team["ada"].wait_closed(), await team["bo"].recv_json()
 
     assert asyncio.run(scenario()) == (1009, {"type": "leave", "user": "ada", "users": ["bo"]})
+
+
+def test_a_long_non_ascii_name_taken_twice_is_refused_cleanly(server: LabServer) -> None:
+    name = "名" * 32  # a valid name whose refusal reason is longer than a close frame can carry
+
+    async def scenario() -> tuple[int | None, str | None]:
+        quiet = Transcript(live=False)
+        async with members(server, f"lobby/{name}"):
+            second = wslab.connect(server, f"/chat/lobby/{name}", name="second", transcript=quiet)
+            async with second:
+                await second.wait_closed(2.0)
+                return second.close_code, second.close_reason
+
+    code, reason = wslab.run_sync(scenario())
+    assert code == 1008
+    assert reason is not None and reason.endswith("...") and len(reason.encode()) <= 123
+
+
+def test_hooks_written_as_coroutines_are_refused_with_a_clear_error() -> None:
+    class AsyncHooks(ChatRooms):
+        async def joined(self, room: Any, user: str, client: Any) -> None:  # type: ignore[override]
+            pass
+
+    with pytest.raises(TypeError, match=r"joined\(\) must be a plain `def`"):
+        AsyncHooks()

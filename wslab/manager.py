@@ -14,7 +14,10 @@ task, so a broadcast only puts text into queues and never waits:
 - **A dead client** is noticed by its own writer and handler, never by the speaker's.
 - **Cleanup** happens in ``finally``, whatever ended the connection.
 - **Single process.** The clients live in this process's memory: with several worker processes each
-  one has its own manager, and a broadcast reaches only its own clients (chapter 08 adds a broker).
+  one has its own manager, and a broadcast reaches only its own clients (a later chapter adds a broker).
+- **Serve it with** :class:`wslab.wsprotocol.WebSocketProtocol` (``wslab.serve`` does): with uvicorn's
+  stock protocols, the close to a client that stopped reading waits until it reads, so a kicked client
+  keeps its socket and its backlog.
 
     manager = ConnectionManager()
 
@@ -87,8 +90,8 @@ class Client:
         if isinstance(exc, WebSocketDisconnect):
             self._peer_gone = suppress = True
         elif isinstance(exc, asyncio.CancelledError) and self._kicked and self._handler is not None:
-            self._handler.uncancel()  # the cancellation was ours (see kick): end the handler quietly
-            suppress = True
+            # Ours (see kick): end the handler quietly, unless someone else cancelled it too (shutdown).
+            suppress = self._handler.uncancel() == 0
         elif exc is not None and self._closing is None:
             self._closing = (1011, "")  # an error in the handler; it propagates and uvicorn logs it
         await self._finish()
@@ -117,7 +120,7 @@ class Client:
         """Close after what is already queued. Meant for the handler itself: :meth:`messages` stops before
         the next frame. (From another task, use :meth:`kick`.)"""
         if self._closing is None:
-            self._closing = (code, reason)
+            self._closing = (code, _fit_reason(reason))
 
     def kick(self, code: int, reason: str) -> None:
         """Disconnect now, from any task, without waiting: the writer stops, the handler is cancelled
@@ -125,7 +128,7 @@ class Client:
         if not self.open:  # already closing or gone
             return
         self._kicked = True
-        self._closing = (code, reason)
+        self._closing = (code, _fit_reason(reason))
         for task in (self._writer, self._handler):
             if task is not None:
                 task.cancel()
@@ -149,9 +152,11 @@ class Client:
             yield data
 
     # -- sending -----------------------------------------------------------------------------------
-    def send(self, text: str) -> bool:
-        """Queue ``text`` for this client and return at once. False if the client is closing or gone;
-        if its queue is full the client is too slow and is kicked with code 1013."""
+    def send(self, message: str | Mapping[str, Any]) -> bool:
+        """Queue ``message`` (text, or a dict sent as JSON) for this client and return at once. False
+        if the client is closing or gone; if its queue is full the client is too slow and is kicked
+        with code 1013."""
+        text = _text(message)
         if not self.open:
             return False
         try:
@@ -176,6 +181,20 @@ class Client:
     def queued(self) -> int:
         """How many messages are waiting to be written to this client."""
         return self._queue.qsize()
+
+
+def _text(message: str | Mapping[str, Any]) -> str:
+    if isinstance(message, str):
+        return message
+    if isinstance(message, Mapping):
+        return json.dumps(message)
+    raise TypeError(f"send text (str) or a dict to send as JSON, not {type(message).__name__}")
+
+
+def _fit_reason(reason: str) -> str:
+    """A close reason cut to the 123 bytes of UTF-8 a close frame can carry."""
+    data = reason.encode()
+    return reason if len(data) <= 123 else data[:120].decode(errors="ignore") + "..."
 
 
 class ConnectionManager:
@@ -205,7 +224,7 @@ class ConnectionManager:
 
         Never waits: a client that cannot take it is skipped (gone) or disconnected (too slow).
         """
-        text = message if isinstance(message, str) else json.dumps(message)
+        text = _text(message)
         return sum(client.send(text) for client in tuple(self._clients))
 
     @property

@@ -16,8 +16,11 @@ On top of that (the wire format is in :mod:`wslab.protocol`):
   1008 (policy violation) and a reason a browser can show; the user already there keeps the name and
   every message sent to it. (Replacing the old connection instead would let anyone who knows a name
   take over that user's private messages.)
-- **Single process.** Rooms live in this process's memory; chapter 08 spreads them over processes
+- **Single process.** Rooms live in this process's memory; a later chapter spreads them over processes
   with a broker.
+- **Names are taken until the connection ends:** a user whose connection dropped without a close
+  frame keeps the name until the server notices (keepalive, about 40 s), and names are compared
+  exactly ("Ada" and "ada" are different users).
 
     rooms = ChatRooms()
 
@@ -27,6 +30,8 @@ On top of that (the wire format is in :mod:`wslab.protocol`):
 """
 
 from __future__ import annotations
+
+import inspect
 
 from fastapi import FastAPI, WebSocket
 
@@ -99,6 +104,10 @@ class ChatRooms:
 
     def __init__(self, *, max_queue: int = MAX_QUEUE, max_frame: int = MAX_FRAME,
                  close_timeout: float = CLOSE_TIMEOUT) -> None:
+        for hook in ("joined", "handle"):
+            if inspect.iscoroutinefunction(getattr(self, hook)):
+                raise TypeError(f"{type(self).__name__}.{hook}() must be a plain `def`, not `async def`: "
+                                "it runs between frames and never waits (client.send only queues).")
         self.rooms: dict[str, Room] = {}
         self._limits = {"max_queue": max_queue, "max_frame": max_frame, "close_timeout": close_timeout}
 

@@ -58,6 +58,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))  # behind the backlog
         self.close_sent = True
+        if self.read_paused:  # so that the client's close reply is read, as uvicorn's own close does
+            self.read_paused = False
+            self.transport.resume_reading()
         # Set, the timer also keeps uvicorn from a graceful transport.close() when the handler returns,
         # which would wait for the backlog to drain. The peer's close reply cancels it (handle_close).
         self.close_timer = self.loop.call_later(ABORT_AFTER, self._reset)

@@ -49,12 +49,12 @@ def check_who(app: Any) -> CheckResult:
     reach the room."""
 
     async def scenario(server: LabServer, transcript: Transcript) -> None:
-        lobby = bots(server, "/chat/lobby/{name}", ["ada", "bo"], transcript=transcript)
+        lobby = bots(server, "/chat/lobby/{name}", ["bo", "ada"], transcript=transcript)
         async with lobby as team, connect(server, "/chat/attic/cy", name="cy", transcript=transcript):
             ada, bo = team["ada"], team["bo"]
             await ada.send(_say("/who"))
-            expect(await _skip_presence(ada, "/who"), {"type": "users", "users": ["ada", "bo"]},
-                   "/who in the lobby should list ada and bo, in the order they joined")
+            expect(await _skip_presence(ada, "/who"), {"type": "users", "users": ["bo", "ada"]},
+                   "/who in the lobby should list bo and ada, in the order they joined")
             await _quiet(bo, "ada's /who or its answer")
             await bo.send(_say("hi"))
             for bot in team:
