@@ -24,8 +24,6 @@ All clients (``websockets`` asyncio client, no compression, unique payloads) run
 time stamps share a clock. Time-to-all thus includes this process's cost of receiving N messages, the
 same for every server, which at large N can hide server differences: the CPU column shows the servers'.
 Server output goes to a temporary file; tracebacks logged while measuring are counted.
-:func:`stall_latency_series` gives one healthy client's (send offset, latency) pairs, e.g. to plot
-naive against hardened.
 """
 
 from __future__ import annotations
@@ -317,7 +315,7 @@ async def _stall(srv: Server, messages: int, rate: float, stall: bool) -> Row:
         if stall and finished:
             await _progress(lambda: len(left), 1)
         await _stop([sender, *readers])
-        result = _summary(records, start, messages, finished)
+        result = _summary(records, messages, finished)
         result.update(healthy_closed=sum(client.close_code is not None for client in healthy))
         gone = await _socket_gone(slow, (min(left) if left else time.perf_counter()) + 5.0) if stall else None
         held = _server_socket(slow) if stall else None
@@ -340,31 +338,23 @@ async def _socket_gone(client: ClientConnection, deadline: float) -> float | Non
     return time.perf_counter()
 
 
-def _summary(records: list[Record], start: float, messages: int, finished: bool) -> Row:
-    """Latency and loss at the healthy clients, and one client's series."""
+def _summary(records: list[Record], messages: int, finished: bool) -> Row:
+    """Latency and loss at the healthy clients."""
     seqs = [[seq for seq, _, _ in record if seq >= 0] for record in records]
     latencies = [r - s for record in records for seq, s, r in record if seq >= 0]
     return {"p50_ms": _percentile(latencies, 50), "p99_ms": _percentile(latencies, 99),
             "lost": sum(messages - len(set(s)) for s in seqs),
             "out_of_order": sum(s != sorted(set(s)) for s in seqs),  # or repeated
-            "frozen_after": None if finished else min(map(len, seqs)),
-            "series": [(s - start, r - s) for seq, s, r in records[-1] if seq >= 0]}
+            "frozen_after": None if finished else min(map(len, seqs))}
 
 
 def stall_run(kind: str, messages: int = STALL_MESSAGES, rate: float = RATE, stall: bool = True) -> Row:
-    """Measurement 2 on a fresh server; "series" holds one healthy client's (send offset, latency)."""
+    """Measurement 2 on a fresh server."""
     with server(kind) as srv:
         result = _run(_stall(srv, messages, rate, stall))
     return result | {"kind": kind, "stall": stall, "messages": messages, "rate": rate}
 
 
-def stall_latency_series(kind: str, messages: int = STALL_MESSAGES) -> list[tuple[float, float]]:
-    """(seconds since the first send, latency in seconds) of each message one healthy client got while
-    another client of a ``kind`` server ("hardened", "naive" or "bare") stalled."""
-    return list(stall_run(kind, messages)["series"])
-
-
-# -- report -----------------------------------------------------------------------------------------
 def _print_fanout(rows: list[Row]) -> None:
     print(f"Fan-out: time-to-all, median of {ROUNDS} messages of ~{FANOUT_PAYLOAD} characters\n"
           f"{'N':>5} {'hardened ms':>12} {'bare ms':>8} {'ratio':>6} {'hardened/s':>11} {'bare/s':>8}"
@@ -452,7 +442,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  [{'PASS' if met else 'FAIL'}] {text}")
     print(f"\n{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {time.perf_counter() - began:.0f} s")
     if args.json:
-        figures = {"fanout": fan, "stall": [{k: v for k, v in row.items() if k != "series"} for row in stall],
+        figures = {"fanout": fan, "stall": stall,
                    "goals": [{"met": met, "goal": goal} for met, goal in checks]}
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
@@ -177,11 +178,6 @@ class Client:
             # disconnect and cleans up; whoever is broadcasting never hears of it.
             self._peer_gone = True
 
-    @property
-    def queued(self) -> int:
-        """How many messages are waiting to be written to this client."""
-        return self._queue.qsize()
-
 
 def _text(message: str | Mapping[str, Any]) -> str:
     if isinstance(message, str):
@@ -206,13 +202,14 @@ class ConnectionManager:
 
     def __init__(self, *, max_queue: int = MAX_QUEUE, max_frame: int = MAX_FRAME,
                  close_timeout: float = CLOSE_TIMEOUT) -> None:
-        self._options = {"max_queue": max_queue, "max_frame": max_frame, "close_timeout": close_timeout}
+        self._client = functools.partial(Client, max_queue=max_queue, max_frame=max_frame,
+                                         close_timeout=close_timeout)
         self._clients: dict[Client, None] = {}  # a set that keeps the order people joined in
 
     @contextlib.asynccontextmanager
     async def connect(self, websocket: WebSocket) -> AsyncIterator[Client]:
         """Accept ``websocket`` and keep it in the manager for the duration of the ``async with``."""
-        async with Client(websocket, **self._options) as client:  # type: ignore[arg-type]
+        async with self._client(websocket) as client:
             self._clients[client] = None
             try:
                 yield client

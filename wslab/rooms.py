@@ -31,6 +31,7 @@ On top of that (the wire format is in :mod:`wslab.protocol`):
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 from fastapi import FastAPI, WebSocket
@@ -109,7 +110,8 @@ class ChatRooms:
                 raise TypeError(f"{type(self).__name__}.{hook}() must be a plain `def`, not `async def`: "
                                 "it runs between frames and never waits (client.send only queues).")
         self.rooms: dict[str, Room] = {}
-        self._limits = {"max_queue": max_queue, "max_frame": max_frame, "close_timeout": close_timeout}
+        self._client = functools.partial(Client, max_queue=max_queue, max_frame=max_frame,
+                                         close_timeout=close_timeout)
 
     def room(self, name: str) -> Room:
         """The room called ``name``, made if it does not exist yet."""
@@ -117,7 +119,7 @@ class ChatRooms:
 
     async def chat(self, websocket: WebSocket, room_name: str, user: str) -> None:
         """Serve one connection for its whole life: join, relay frames, leave (in ``finally``)."""
-        async with Client(websocket, **self._limits) as client:  # type: ignore[arg-type]
+        async with self._client(websocket) as client:
             if not valid_user(user):
                 client.close(CLOSE_NAME_TAKEN, "not a valid user name: use 1 to 32 letters, digits, _ . -")
                 return

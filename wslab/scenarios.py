@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import os
 import socket
 import struct
@@ -167,19 +166,20 @@ async def stalled_reader(server: LabServer, path: str = "/ws/{name}", *,
             if ada.connection.close_code is not None:
                 break
             sent_at = time.perf_counter()
-            await ada.connection.send(_json(say(_payload(number, size))))
+            await ada.send(say(_payload(number, size)))
             if not await _arrives(cy, f"#{number} ", patience):
                 break
             report.delivered += 1
             report.latencies.append((sent_at - start, time.perf_counter() - sent_at))
-        delivered = report.delivered
         if report.froze:
-            lines.add("cy", "⌛", f"stopped receiving after {delivered} messages "
+            lines.add("cy", "⌛", f"stopped receiving after {report.delivered} messages "
                                   f"({report.megabytes:.1f} MB): the room is frozen")
-            await cy.connection.send(_json(say("anyone there?")))
+            await cy.send(say("anyone there?"))
             lines.add("cy", "→", "anyone there?")
-            lines.add("cy", "⌛" if not await _arrives(cy, "anyone there?", patience) else "←",
-                      "its own message never comes back: cy is stuck too")
+            if await _arrives(cy, "anyone there?", patience):
+                lines.add("cy", "←", "its own message comes back: cy can still talk")
+            else:
+                lines.add("cy", "⌛", "its own message never comes back: cy is stuck too")
         else:
             lines.add("cy", "←", f"all {messages} of ada's messages ({report.megabytes:.1f} MB), in order")
         lines.add("bo", "…", "reads again")
@@ -196,10 +196,6 @@ async def stalled_reader(server: LabServer, path: str = "/ws/{name}", *,
 def _ending(bot: LabClient) -> str:
     closed = bot.connection.protocol.close_exc
     return describe_close(closed) if isinstance(closed, ConnectionClosed) else "closed"
-
-
-def _json(frame: Frame) -> str | bytes:
-    return frame if isinstance(frame, (str, bytes)) else json.dumps(frame)
 
 
 async def _arrives(bot: LabClient, marker: str, patience: float) -> bool:

@@ -219,7 +219,12 @@ class LabServer:
         """Run ``coro`` on the server's event loop, wait for it and return its result.
 
         This is how a cell reaches the server's connections, for example to push a message to every
-        connected client: ``server.call(manager.broadcast("hello"))``.
+        connected client::
+
+            async def announce(text):
+                manager.broadcast(text)
+
+            server.call(announce("hello"))
         """
         future = self._submit(coro)
         try:
