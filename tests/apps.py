@@ -1,11 +1,16 @@
-"""Tiny apps the tests serve."""
+"""Tiny apps the tests serve, and clients for them."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+import wslab
+from wslab import LabClient, LabServer, Transcript
 
 
 def echo_app(prefix: str = "") -> FastAPI:
@@ -51,3 +56,19 @@ def failing_startup_app() -> FastAPI:
         yield
 
     return FastAPI(lifespan=lifespan)
+
+
+@asynccontextmanager
+async def chat(server: LabServer, *names: str, **options: Any) -> AsyncIterator[dict[str, LabClient]]:
+    """Clients on /ws/{name}, connected one at a time. Each says "here" and waits until everyone so
+    far has it, so each is known to be in the manager before the next one connects."""
+    transcript = Transcript(live=False)
+    async with contextlib.AsyncExitStack() as stack:
+        team: dict[str, LabClient] = {}
+        for name in names:
+            client = wslab.connect(server, f"/ws/{name}", name=name, transcript=transcript, **options)
+            team[name] = await stack.enter_async_context(client)
+            await team[name].send("here")
+            for bot in team.values():
+                assert await bot.recv() == f"{name}: here"
+        yield team

@@ -4,14 +4,14 @@ import asyncio
 import base64
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
+from apps import chat
 from fastapi import FastAPI, WebSocket
 
 import wslab
-from wslab import LabClient, LabServer, Transcript
+from wslab import LabServer, Transcript
 from wslab.manager import MAX_FRAME, Client, ConnectionManager, broadcast_app
 
 
@@ -44,22 +44,6 @@ def server(app: FastAPI) -> Iterator[LabServer]:
 def test_broadcast_app_uses_the_manager_it_is_given() -> None:
     manager = ConnectionManager(max_queue=8)
     assert broadcast_app(manager).state.manager is manager
-
-
-@contextlib.asynccontextmanager
-async def chat(server: LabServer, *names: str, **options: Any) -> AsyncIterator[dict[str, LabClient]]:
-    """Clients on /ws/{name}, connected one at a time. Each says "here" and waits until everyone so
-    far has it, so each is known to be in the manager before the next one connects."""
-    transcript = Transcript(live=False)
-    async with contextlib.AsyncExitStack() as stack:
-        team: dict[str, LabClient] = {}
-        for name in names:
-            client = wslab.connect(server, f"/ws/{name}", name=name, transcript=transcript, **options)
-            team[name] = await stack.enter_async_context(client)
-            await team[name].send("here")
-            for bot in team.values():
-                assert await bot.recv() == f"{name}: here"
-        yield team
 
 
 def payload(number: int, size: int = 16 * 1024) -> str:
@@ -154,6 +138,7 @@ def test_the_manager_is_empty_after_everyone_leaves(server: LabServer, manager: 
         return during
 
     assert asyncio.run(scenario()) == 3
+    assert server.wait_idle(5.0)  # the handlers' finally blocks have run
     assert len(manager) == 0
 
 

@@ -159,6 +159,7 @@ def test_an_invalid_user_name_is_refused_with_1008(server: LabServer, rooms: Cha
             return await ws.wait_closed(), ws.close_reason
 
     assert asyncio.run(scenario()) == (1008, "not a valid user name: use 1 to 32 letters, digits, _ . -")
+    assert server.wait_idle(5.0)  # the handlers' finally blocks have run
     assert rooms.rooms == {}
 
 
@@ -169,6 +170,7 @@ def test_an_empty_room_is_dropped(server: LabServer, rooms: ChatRooms) -> None:
         return during
 
     assert asyncio.run(scenario()) == ["lobby", "kitchen"]
+    assert server.wait_idle(5.0)  # the handlers' finally blocks have run
     assert rooms.rooms == {}
 
 

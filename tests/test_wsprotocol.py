@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from apps import chat
 from websockets.exceptions import ConnectionClosed
 
 import wslab
@@ -33,9 +34,8 @@ def test_a_stalled_client_is_dropped_after_the_abort_delay(monkeypatch: pytest.M
     payload = base64.b64encode(os.urandom(12_000)).decode()
 
     async def scenario(server: wslab.LabServer) -> bool:
-        quiet = wslab.Transcript(live=False)
-        async with wslab.connect(server, "/ws/ada", name="ada", compression=None, transcript=quiet) as ada, \
-                wslab.connect(server, "/ws/bo", name="bo", compression=None, transcript=quiet) as bo:
+        async with chat(server, "ada", "bo", compression=None) as team:  # both known to the manager
+            ada, bo = team["ada"], team["bo"]
             for _ in range(2000):  # bo never reads; ada reads her own messages
                 if len(manager) < 2:
                     break
@@ -60,9 +60,8 @@ def test_a_slow_client_that_reads_again_in_time_gets_its_backlog_then_1013() -> 
     payload = base64.b64encode(os.urandom(12_000)).decode()
 
     async def scenario(server: wslab.LabServer) -> tuple[int | None, int]:
-        quiet = wslab.Transcript(live=False)
-        async with wslab.connect(server, "/ws/ada", name="ada", compression=None, transcript=quiet) as ada, \
-                wslab.connect(server, "/ws/bo", name="bo", compression=None, transcript=quiet) as bo:
+        async with chat(server, "ada", "bo", compression=None) as team:  # both known to the manager
+            ada, bo = team["ada"], team["bo"]
             for _ in range(2000):
                 if len(manager) < 2:
                     break
