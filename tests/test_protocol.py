@@ -6,6 +6,8 @@ import pytest
 
 from wslab.protocol import (
     MAX_CONTENT,
+    MAX_TOKEN,
+    Auth,
     ChatMessage,
     Error,
     Join,
@@ -14,6 +16,7 @@ from wslab.protocol import (
     ProtocolError,
     encode,
     parse,
+    parse_auth,
     valid_user,
 )
 
@@ -95,3 +98,23 @@ def test_valid_user_refuses_a_name(name: str) -> None:
 def test_deeply_nested_json_is_a_protocol_error_not_a_crash() -> None:
     with pytest.raises(ProtocolError, match="nested too deeply"):
         parse("[" * 50_000)
+
+
+def test_parse_auth_accepts_an_auth_frame() -> None:
+    assert parse_auth('{"type": "auth", "token": "a.b.c", "id": 1}') == Auth(type="auth", token="a.b.c")
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ('{"type": "message", "content": "hi"}', 'expected {"type": "auth", "token": "..."}'),
+    ('{"type": "auth"}', 'missing "token"'),
+    ('{"type": "auth", "token": ""}', '"token" is empty'),
+    ('{"type": "auth", "token": 5}', '"token" must be a string'),
+    (json.dumps({"type": "auth", "token": "x" * (MAX_TOKEN + 1)}),
+     f'"token" is too long: at most {MAX_TOKEN} characters'),
+    ("[]", 'expected a JSON object with a "type", got a JSON array'),
+    (b"{}", "binary frames are not part of this protocol: send JSON text"),
+])
+def test_parse_auth_rejects_anything_else_with_a_helpful_message(data: str | bytes, message: str) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        parse_auth(data)
+    assert str(refused.value) == message

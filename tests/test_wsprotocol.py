@@ -1,4 +1,5 @@
-"""A client kicked for not reading really loses its connection, even though it never reads again."""
+"""A client kicked for not reading really loses its connection, even though it never reads again; a
+refusal before accept is complete (no spurious ERROR)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 
 import pytest
 from apps import chat
+from fastapi import FastAPI, WebSocket
 from websockets.exceptions import ConnectionClosed
 
 import wslab
 from wslab import wsprotocol
+from wslab.auth import refuse
+from wslab.auth_scenarios import attempt
 from wslab.manager import ConnectionManager, broadcast_app
 
 ESTABLISHED_OR_CLOSING = {"01", "04", "05", "06", "08", "0B"}  # /proc/net/tcp states that hold a socket
@@ -81,3 +85,16 @@ def test_a_slow_client_that_reads_again_in_time_gets_its_backlog_then_1013() -> 
         code, received = wslab.run_sync(scenario(server))
     assert code == 1013
     assert received > 8  # the backlog came first
+
+
+def test_a_refusal_before_accept_sends_its_status_and_body_and_logs_no_error() -> None:
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await refuse(websocket, 401, "log in first")
+
+    with wslab.serve(app, name="t-wsprotocol") as server:
+        assert wslab.run_sync(attempt(server, "/ws")) == "HTTP 401, body: log in first"
+        assert server.wait_idle(5.0)
+        assert server.log.lines("ERROR") == []

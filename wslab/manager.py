@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 __all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "Client", "ConnectionManager", "broadcast_app"]
 
@@ -80,7 +80,8 @@ class Client:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> Client:
-        await self.websocket.accept()
+        if self.websocket.application_state == WebSocketState.CONNECTING:  # not accepted yet (auth may have)
+            await self.websocket.accept()
         self._handler = asyncio.current_task()
         self._writer = asyncio.create_task(self._write(), name="wslab-writer")
         return self

@@ -5,17 +5,36 @@ are the hardened versions.
 - :func:`naive_broadcast_app`: ``/ws/{name}``, a list of sockets and ``for ... await send_text``.
 - :func:`naive_rooms_app`: ``/chat/{room}/{user}``, a dict of sockets per room keyed by the user
   name from the URL, ``receive_json`` and ``data["type"]``.
+- :func:`naive_auth_app`: ``/ws?token=...``, the token checked by a dependency that closes before
+  accept, then a handler that accepts and returns (:mod:`wslab.auth` is the hardened version).
+- :func:`naive_cookie_app`: ``/ws/inbox``, a user's inbox behind a session cookie, with CORS middleware
+  that does not cover WebSockets.
 
-Chapters 02 and 03 type these in cells, as the lesson; the tests and benchmarks use this copy.
+Chapters 02 to 04 type these in cells, as the lesson; the tests and benchmarks use this copy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+import jwt
+from fastapi import Depends, FastAPI, Query, WebSocket, WebSocketDisconnect, status
+from fastapi.middleware.cors import CORSMiddleware
 
-__all__ = ["NaiveManager", "NaiveRoom", "naive_broadcast_app", "naive_rooms_app"]
+__all__ = [
+    "NAIVE_SECRET",
+    "NAIVE_USERS",
+    "NaiveManager",
+    "NaiveRoom",
+    "decode_token",
+    "get_user_by_id",
+    "get_ws_user",
+    "naive_auth_app",
+    "naive_broadcast_app",
+    "naive_cookie_app",
+    "naive_rooms_app",
+]
 
 
 class NaiveManager:
@@ -103,5 +122,69 @@ def naive_rooms_app() -> FastAPI:
         except WebSocketDisconnect:
             room.disconnect(user)
             await room.broadcast_system(f"{user} left")
+
+    return app
+
+
+# -- chapter 04: the tutorial's token check, and a cookie session as it is often written ---------------
+NAIVE_SECRET = "the-tutorial-secret-key-please-change-it"
+NAIVE_USERS = {"ada": {"id": "ada", "name": "Ada"}, "bo": {"id": "bo", "name": "Bo"}}
+NAIVE_INBOX = {"ada": ["bo: the door code is 4711"], "bo": []}
+
+
+def decode_token(token: str) -> dict[str, Any] | None:
+    """The tutorial's ``decode_token``: the claims, or None for any token it cannot verify."""
+    try:
+        claims: dict[str, Any] = jwt.decode(token, NAIVE_SECRET, algorithms=["HS256"])
+    except jwt.PyJWTError:
+        return None
+    return claims
+
+
+def get_user_by_id(user_id: str) -> dict[str, str]:
+    return NAIVE_USERS[user_id]
+
+
+async def get_ws_user(websocket: WebSocket, token: str = Query(...)) -> dict[str, str] | None:
+    """The tutorial's dependency: the token from the query string; close before accept if it is bad."""
+    payload = decode_token(token)
+    if not payload:
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
+        return None
+    user = get_user_by_id(payload["sub"])
+    return user
+
+
+def naive_auth_app() -> FastAPI:
+    """The tutorial's authenticated endpoint at ``/ws?token=...``."""
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def authenticated_ws(websocket: WebSocket,
+                               user: dict[str, str] | None = Depends(get_ws_user)) -> None:  # noqa: B008
+        if not user:
+            return
+        await websocket.accept()
+        # Handle authenticated connection (the tutorial's handler ends here)
+
+    return app
+
+
+def naive_cookie_app(allow_origins: Iterable[str] = ()) -> FastAPI:
+    """``/ws/inbox`` sends the logged-in user's messages; the user comes from the ``session`` cookie (a
+    token). CORS middleware allows only ``allow_origins``, and does nothing for WebSockets."""
+    app = FastAPI()
+    app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_credentials=True)
+
+    @app.websocket("/ws/inbox")
+    async def inbox(websocket: WebSocket) -> None:
+        payload = decode_token(websocket.cookies.get("session", ""))
+        if not payload:
+            await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
+            return
+        await websocket.accept()
+        user = payload["sub"]
+        await websocket.send_json({"type": "inbox", "user": user, "messages": NAIVE_INBOX.get(user, [])})
+        await websocket.close()
 
     return app

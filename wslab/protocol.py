@@ -6,6 +6,7 @@ Client → server::
 
     {"type": "message", "content": "hi all"}
     {"type": "private", "to": "bo", "content": "psst"}
+    {"type": "auth", "token": "eyJhbGciOi..."}    (chapter 04 on: the first frame; again to renew)
 
 Server → client::
 
@@ -33,7 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 __all__ = [
     "MAX_CONTENT",
+    "MAX_TOKEN",
     "USER_PATTERN",
+    "Auth",
     "ChatMessage",
     "ClientFrame",
     "Error",
@@ -46,10 +49,12 @@ __all__ = [
     "ServerFrame",
     "encode",
     "parse",
+    "parse_auth",
     "valid_user",
 ]
 
 MAX_CONTENT = 2000  # characters in one chat message
+MAX_TOKEN = 4096  # characters in an access token
 USER_PATTERN = r"^[\w.-]{1,32}$"  # letters (any script), digits, _ . - ; 1 to 32 of them
 
 UserName = Annotated[str, Field(pattern=USER_PATTERN)]
@@ -74,6 +79,13 @@ class PrivateMessage(_Frame):
     type: Literal["private"]
     to: UserName
     content: Content
+
+
+class Auth(_Frame):
+    """Who the client is: an access token (see :mod:`wslab.auth`), sent as the first frame."""
+
+    type: Literal["auth"]
+    token: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN)]
 
 
 ClientFrame = Annotated[ChatMessage | PrivateMessage, Field(discriminator="type")]
@@ -141,16 +153,7 @@ _user: TypeAdapter[str] = TypeAdapter(UserName)
 
 def parse(data: str | bytes) -> ChatMessage | PrivateMessage:
     """Validate one received frame. Raises :class:`ProtocolError` saying what is wrong with it."""
-    if isinstance(data, bytes):
-        raise ProtocolError("binary frames are not part of this protocol: send JSON text")
-    try:
-        raw = json.loads(data)
-    except ValueError as exc:
-        raise ProtocolError(f"not valid JSON ({exc.args[0].split(':')[0]})") from None
-    except RecursionError:  # "[[[[..." thousands deep: valid JSON, too deep to parse
-        raise ProtocolError("JSON nested too deeply") from None
-    if not isinstance(raw, dict):
-        raise ProtocolError(f"expected a JSON object with a \"type\", got a JSON {_json_kind(raw)}")
+    raw = _json_object(data)
     if raw.get("type") not in _CLIENT_TYPES:
         kind = raw.get("type")
         if kind is None:
@@ -162,9 +165,35 @@ def parse(data: str | bytes) -> ChatMessage | PrivateMessage:
         raise ProtocolError(_explain(exc)) from None
 
 
-def _explain(exc: ValidationError) -> str:
+def parse_auth(data: str | bytes) -> Auth:
+    """Validate an ``auth`` frame. Raises :class:`ProtocolError` saying what is wrong with it."""
+    raw = _json_object(data)
+    if raw.get("type") != "auth":
+        raise ProtocolError('expected {"type": "auth", "token": "..."}')
+    try:
+        return Auth.model_validate(raw)
+    except ValidationError as exc:
+        raise ProtocolError(_explain(exc, tagged=False)) from None
+
+
+def _json_object(data: str | bytes) -> dict[str, Any]:
+    if isinstance(data, bytes):
+        raise ProtocolError("binary frames are not part of this protocol: send JSON text")
+    try:
+        raw = json.loads(data)
+    except ValueError as exc:
+        raise ProtocolError(f"not valid JSON ({exc.args[0].split(':')[0]})") from None
+    except RecursionError:  # "[[[[..." thousands deep: valid JSON, too deep to parse
+        raise ProtocolError("JSON nested too deeply") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"expected a JSON object with a \"type\", got a JSON {_json_kind(raw)}")
+    return raw
+
+
+def _explain(exc: ValidationError, *, tagged: bool = True) -> str:
     error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"][1:]) or "frame"  # loc[0] is the union's tag
+    loc = error["loc"][1:] if tagged else error["loc"]  # in a tagged union, loc[0] is the tag
+    where = ".".join(str(part) for part in loc) or "frame"
     kind, ctx = error["type"], error.get("ctx", {})
     if kind == "missing":
         return f'missing "{where}"'

@@ -103,9 +103,11 @@ class Room:
 class ChatRooms:
     """Every room of one process, created on first use and dropped when empty."""
 
+    hooks: tuple[str, ...] = ("joined", "handle", "left")  # for subclasses; run between frames, never wait
+
     def __init__(self, *, max_queue: int = MAX_QUEUE, max_frame: int = MAX_FRAME,
                  close_timeout: float = CLOSE_TIMEOUT) -> None:
-        for hook in ("joined", "handle"):
+        for hook in self.hooks:
             if inspect.iscoroutinefunction(getattr(self, hook)):
                 raise TypeError(f"{type(self).__name__}.{hook}() must be a plain `def`, not `async def`: "
                                 "it runs between frames and never waits (client.send only queues).")
@@ -135,10 +137,15 @@ class ChatRooms:
                 room.leave(user, client)
                 if not room.members:
                     self.rooms.pop(room_name, None)
+                self.left(room, user, client)
 
     def joined(self, room: Room, user: str, client: Client) -> None:
         """Called once ``user`` is in ``room`` and everyone has had the ``join``; a hook for subclasses
         (a welcome, the room's history). Does nothing here."""
+
+    def left(self, room: Room, user: str, client: Client) -> None:
+        """Called once ``user`` has left ``room``, however the connection ended; a hook for subclasses
+        (cancel what :meth:`joined` started). Does nothing here."""
 
     def handle(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
         """Act on one received frame: relay it, or answer with an ``error`` frame."""

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 __all__ = ["ServerLog"]
 
-CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "asyncio")
+CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "asyncio", "wslab.auth")
 _SCRUB = [
     (re.compile(r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):\d+"), r"\1:<port>"),
     (re.compile(r"process \[\d+\]"), "process [<pid>]"),
@@ -125,6 +125,8 @@ def attach(thread_id: int, log: ServerLog) -> None:
         logger = logging.getLogger(name)
         if _router not in logger.filters:
             logger.addFilter(_router)
+        if name.startswith("wslab") and logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)  # as uvicorn's log_level="info" does for its own loggers
     _router.by_thread[thread_id] = log
 
 

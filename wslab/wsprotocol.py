@@ -10,6 +10,9 @@ within ``ABORT_AFTER`` seconds, so a client kicked for being too slow (:meth:`ws
 is really gone. A client that reads again in
 time gets its backlog and then the close frame, with its code and reason.
 
+It also stops uvicorn from logging an ERROR after a handler refuses a handshake with an HTTP response
+(``websocket.send_denial_response``, :func:`wslab.auth.refuse`).
+
 :func:`wslab.serve` uses it; elsewhere pass the class to uvicorn::
 
     uvicorn.run(app, ws=WebSocketProtocol)
@@ -39,6 +42,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self._close_without_waiting(message.get("code", 1000), message.get("reason") or "")
             return
         await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            # A denial response (a refusal before accept) is complete: without this, uvicorn logs
+            # "ASGI callable returned without completing handshake." as an ERROR once the handler returns.
+            self.handshake_complete = True
         if closing and self.close_timer is not None:
             # uvicorn's timer ends with a graceful transport.close(), which waits for the backlog too.
             self.close_timer.cancel()
