@@ -115,7 +115,7 @@ def test_a_token_expiring_during_the_connection_closes_it_with_1008(server: LabS
 def test_a_fresh_token_for_the_same_user_keeps_the_connection(server: LabServer, tokens: Tokens) -> None:
     async def scenario() -> tuple[object, object, int | None]:
         async with wslab.connect(server, "/chat/lobby", transcript=Transcript(live=False)) as ada:
-            await ada.send({"type": "auth", "token": tokens.issue("ada", lifetime=1)})
+            await ada.send({"type": "auth", "token": tokens.issue("ada", lifetime=2)})  # exp: whole seconds
             await ada.recv_json()
             await ada.send({"type": "auth", "token": tokens.issue("bo")})
             wrong_user = await ada.recv_json()
@@ -123,7 +123,7 @@ def test_a_fresh_token_for_the_same_user_keeps_the_connection(server: LabServer,
             await ada.send({"type": "message", "content": "still here"})
             message = await ada.recv_json()
             try:  # past the first token's expiry: still open
-                await asyncio.wait_for(ada.connection.wait_closed(), 1.5)
+                await asyncio.wait_for(ada.connection.wait_closed(), 2.5)
             except TimeoutError:
                 return wrong_user, message, None
             return wrong_user, message, ada.close_code

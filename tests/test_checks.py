@@ -19,10 +19,12 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 import wslab
 from wslab.checks import (
     CheckResult,
+    check_announce,
     check_count,
     check_history,
     check_no_echo,
     check_reverse,
+    check_room_permissions,
     check_shout,
     check_sum,
     check_who,
@@ -38,6 +40,8 @@ EXERCISES: dict[str, tuple[str, str, Callable[[Any], CheckResult]]] = {
     "no echo": ("02_broadcast", "no_echo_app", check_no_echo),
     "who": ("03_rooms", "who_app", check_who),
     "history": ("03_rooms", "history_app", check_history),
+    "room permissions": ("04_auth", "permissions_app", check_room_permissions),
+    "announce": ("04_auth", "announce_app", check_announce),
 }
 
 

@@ -4,6 +4,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
+from wslab.auth import Tokens
 from wslab.transcript import Transcript, close_code_text, describe_close, describe_message
 
 
@@ -47,3 +48,8 @@ def test_a_live_transcript_prints_each_line(capsys: pytest.CaptureFixture[str]) 
     assert str(quiet) == "ada → hi" and repr(quiet) == "Transcript(1 lines)"
     quiet.clear()
     assert quiet.lines == []
+
+
+def test_an_access_token_is_never_printed() -> None:
+    token = Tokens().issue("ada")
+    assert describe_message({"type": "auth", "token": token}) == '{"type": "auth", "token": "<token>"}'

@@ -7,7 +7,7 @@ output can be compared from run to run::
     you ← Message received: hello
     you ✕ closed by the server: 1011 (internal error)
 
-(``⌛`` marks a wait that timed out.)
+(``⌛`` marks a wait that timed out; an access token shows as ``<token>``.)
 
 Lines are recorded when the code *consumes* an event (a ``send`` or a ``recv`` in the cell), not when
 bytes arrive on the socket, so several clients in one cell still print in the cell's own order.
@@ -16,6 +16,7 @@ bytes arrive on the socket, so several clients in one cell still print in the ce
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
@@ -25,6 +26,7 @@ __all__ = ["Transcript", "describe_close", "describe_message"]
 
 SENT, RECEIVED, EVENT, WAITED = "→", "←", "✕", "⌛"
 MAX_SHOWN = 200  # characters of one message shown in a line
+_TOKEN = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")  # a JWT: never printed, and never the same twice
 
 
 class Transcript:
@@ -63,7 +65,7 @@ def describe_message(message: Any) -> str:
         shown = repr(data[:MAX_SHOWN]) + ("…" if len(data) > MAX_SHOWN else "")
         return f"{shown} (binary, {len(data)} bytes)"
     text = message if isinstance(message, str) else json.dumps(message, ensure_ascii=False)
-    text = text.replace("\n", "\\n")
+    text = _TOKEN.sub("<token>", text.replace("\n", "\\n"))
     return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + f"… ({len(text)} characters)"
 
 

@@ -1,5 +1,6 @@
 """Exercise checks: each ``check_*`` serves the learner's app, drives it and returns a verdict."""
 
+from .auth import check_announce, check_room_permissions
 from .broadcast import check_count, check_no_echo
 from .echo import check_reverse, check_shout, check_sum
 from .result import CheckResult
@@ -7,10 +8,12 @@ from .rooms import check_history, check_who
 
 __all__ = [
     "CheckResult",
+    "check_announce",
     "check_count",
     "check_history",
     "check_no_echo",
     "check_reverse",
+    "check_room_permissions",
     "check_shout",
     "check_sum",
     "check_who",

@@ -1,0 +1,72 @@
+"""Chapter 04's checks fail, with a useful report, on plausible wrong answers (the notebook's own
+answers and stubs are covered by test_checks.py)."""
+
+from __future__ import annotations
+
+import json
+
+from wslab.auth import Identity, Tokens
+from wslab.checks import check_announce, check_room_permissions
+from wslab.manager import Client
+from wslab.rooms import Room
+from wslab.secure_rooms import SecureRooms, identity_of, secure_app
+
+
+def test_permissions_that_ignore_the_claim_fail() -> None:
+    result = check_room_permissions(secure_app(SecureRooms(Tokens())))
+    assert result.status == "failed" and "does not list the attic" in str(result)
+
+
+def test_permissions_that_shut_out_tokens_without_the_claim_fail() -> None:
+    class ClaimRequired(SecureRooms):
+        def allowed(self, identity: Identity, room_name: str) -> bool:
+            return room_name in identity.claims.get("rooms", [])
+
+    result = check_room_permissions(secure_app(ClaimRequired(Tokens())))
+    assert result.status == "failed" and "no rooms claim" in str(result)
+
+
+def test_an_app_without_secure_rooms_fails_clearly() -> None:
+    from wslab.rooms import rooms_app
+
+    result = check_room_permissions(rooms_app())
+    assert result.status == "failed" and "secure_app(YourRooms(tokens))" in str(result)
+
+
+class Announcing(SecureRooms):
+    """Announcements as the exercise wants them, but ``hosts_only`` and ``every_room`` can be broken."""
+
+    hosts_only, every_room = True, True
+
+    def handle(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        frame = json.loads(data)
+        if frame.get("type") != "announce":
+            super().handle(room, user, client, data)
+            return
+        if self.hosts_only and identity_of(client).role != "host":
+            client.send({"type": "error", "message": "only a host may announce"})
+            return
+        announcement = {"type": "announcement", "from": user, "content": frame["content"]}
+        for each in self.rooms.values() if self.every_room else [room]:
+            for member in each.members.values():
+                member.send(announcement)
+
+
+def test_the_right_announcements_pass() -> None:
+    assert check_announce(secure_app(Announcing(Tokens()))).passed
+
+
+def test_announcements_by_anyone_fail() -> None:
+    class Anyone(Announcing):
+        hosts_only = False
+
+    result = check_announce(secure_app(Anyone(Tokens())))
+    assert result.status == "failed" and "ada is not a host" in str(result)
+
+
+def test_announcements_to_one_room_only_fail() -> None:
+    class OneRoom(Announcing):
+        every_room = False
+
+    result = check_announce(secure_app(OneRoom(Tokens())))
+    assert result.status == "failed" and "in the attic" in str(result)

@@ -1,0 +1,121 @@
+"""Checks for chapter 04, auth: room permissions carried in the token, and announcements by hosts.
+
+Both exercises extend :class:`~wslab.secure_rooms.SecureRooms` and are served by
+:func:`~wslab.secure_rooms.secure_app` at ``/chat/{room}``; the checks issue their tokens with the
+app's own :class:`~wslab.auth.Tokens` (``app.state.rooms.tokens``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+
+from ..auth import Tokens
+from ..client import LabClient, connect
+from ..server import LabServer
+from ..transcript import Transcript
+from .result import CheckResult, Mismatch, expect, run_check
+
+__all__ = ["check_announce", "check_room_permissions"]
+
+
+def _tokens(app: Any) -> Tokens:
+    rooms = getattr(getattr(app, "state", None), "rooms", None)
+    tokens = getattr(rooms, "tokens", None)
+    if not isinstance(tokens, Tokens):
+        raise Mismatch("the app should be secure_app(YourRooms(tokens))", "app.state.rooms.tokens",
+                       f"app.state.rooms is {rooms!r}")
+    return tokens
+
+
+async def _next(bot: LabClient, step: str, expected: Any, wait: float = 3.0) -> Any:
+    """The next frame ``bot`` receives, as JSON; a :class:`Mismatch` for ``step`` if none comes."""
+    try:
+        return await bot.recv_json(wait)
+    except TimeoutError:
+        raise Mismatch(step, expected, f"nothing within {wait:g} s") from None
+    except ConnectionClosed:
+        raise Mismatch(step, expected, f"the connection closed: {bot.close_code} {bot.close_reason or ''}"
+                       ) from None
+
+
+async def _join(bot: LabClient, token: str, step: str) -> Any:
+    """Authenticate ``bot``; its first frame, which should be its ``join``."""
+    await bot.send({"type": "auth", "token": token})
+    return await _next(bot, step, "a join frame")
+
+
+async def _closed_with_1008(bot: LabClient, token: str, step: str) -> None:
+    await bot.send({"type": "auth", "token": token})
+    try:
+        code = await bot.wait_closed(3.0)
+    except TimeoutError:
+        raise Mismatch(step, "closed with 1008 (policy violation) and a reason", "still open") from None
+    if code != 1008:
+        raise Mismatch(step, "closed with 1008 (policy violation) and a reason", f"closed with {code}")
+    if not bot.close_reason:
+        raise Mismatch(step, "a close reason the user can read", "no reason")
+
+
+def check_room_permissions(app: Any) -> CheckResult:
+    """Exercise 4.1: a token with a ``rooms`` claim (a list of room names) may join only those rooms:
+    any other is closed with 1008 and a reason. A token without the claim may join any room."""
+
+    async def scenario(server: LabServer, transcript: Transcript) -> None:
+        tokens = _tokens(app)
+        limited = tokens.issue("ada", rooms=["lobby"])
+        async with connect(server, "/chat/lobby", name="ada", transcript=transcript) as ada:
+            step = "ada's token lists the lobby, so she may join it"
+            expect(await _join(ada, limited, step), {"type": "join", "user": "ada", "users": ["ada"]}, step)
+        async with connect(server, "/chat/attic", name="ada", transcript=transcript) as ada:
+            await _closed_with_1008(ada, limited, "ada's token does not list the attic")
+        async with connect(server, "/chat/attic", name="bo", transcript=transcript) as bo:
+            step = "bo's token has no rooms claim, so he may join any room"
+            expect(await _join(bo, tokens.issue("bo"), step), {"type": "join", "user": "bo", "users": ["bo"]},
+                   step)
+
+    return run_check(
+        "Exercise 4.1 (room permissions)", app, scenario,
+        passed="tokens now say which rooms their user may enter.",
+        hint="override allowed(self, identity, room_name): rooms = identity.claims.get('rooms'); "
+             "return rooms is None or room_name in rooms.",
+    )
+
+
+def check_announce(app: Any) -> CheckResult:
+    """Exercise 4.2: a user whose token has ``role="host"`` sends ``{"type": "announce", "content":
+    ...}`` and everyone in every room receives ``{"type": "announcement", "from": host, "content":
+    ...}``; anyone else gets an ``error`` frame and nobody receives anything. Chat still works."""
+
+    async def scenario(server: LabServer, transcript: Transcript) -> None:
+        tokens = _tokens(app)
+        async with connect(server, "/chat/lobby", name="host", transcript=transcript) as host, \
+                connect(server, "/chat/lobby", name="ada", transcript=transcript) as ada, \
+                connect(server, "/chat/attic", name="bo", transcript=transcript) as bo:
+            for bot, token in ((host, tokens.issue("host", role="host")), (ada, tokens.issue("ada")),
+                               (bo, tokens.issue("bo"))):
+                await _join(bot, token, f"{bot.name} logs in")
+            await _next(host, "host sees ada join", "ada's join frame")
+            await ada.send({"type": "announce", "content": "free pizza"})
+            step = "ada is not a host, so her announce"
+            frame = await _next(ada, step, "an error frame to ada")
+            if not (isinstance(frame, dict) and frame.get("type") == "error"):
+                raise Mismatch(step, "an error frame to ada", frame)
+            await host.send({"type": "announce", "content": "break in 5 minutes"})
+            announcement = {"type": "announcement", "from": "host", "content": "break in 5 minutes"}
+            for bot, where in ((host, "the lobby"), (ada, "the lobby"), (bo, "the attic")):
+                step = f"{bot.name}, in {where}, should get the host's announcement (and not ada's)"
+                expect(await _next(bot, step, announcement), announcement, step)
+            await bo.send({"type": "message", "content": "ok"})
+            step = "ordinary messages should still work"
+            message = {"type": "message", "user": "bo", "content": "ok"}
+            expect(await _next(bo, step, message), message, step)
+
+    return run_check(
+        "Exercise 4.2 (announce)", app, scenario,
+        passed="hosts can speak to every room; nobody else can.",
+        hint="override handle(): if the frame is JSON with type 'announce', check identity_of(client).role "
+             "== 'host' (else client.send an error frame), then client.send the announcement to every "
+             "member of every room in self.rooms; otherwise call super().handle(...).",
+    )
