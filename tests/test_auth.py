@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -13,7 +14,16 @@ from fastapi import FastAPI, WebSocket
 
 import wslab
 from wslab import LabServer, Transcript
-from wslab.auth import AuthError, Tokens, authenticate, bearer_token, origin_allowed, refuse
+from wslab.auth import (
+    MAX_AUTH_FRAME,
+    AuthError,
+    Identity,
+    Tokens,
+    authenticate,
+    bearer_token,
+    origin_allowed,
+    refuse,
+)
 from wslab.auth_scenarios import attempt, token_cases, try_tokens
 from wslab.naive import NAIVE_SECRET, naive_auth_app, naive_cookie_app
 from wslab.secure_rooms import SecureRooms, secure_app
@@ -157,12 +167,9 @@ def test_post_token_logs_in_known_users_only(tokens: Tokens) -> None:
 
 
 def test_the_allowed_hook_keeps_a_user_out_of_a_room(tokens: Tokens) -> None:
-    class LobbyOnly(SecureRooms):
-        def allowed(self, identity: object, room_name: str) -> bool:
-            return room_name == "lobby"
-
     with wslab.serve(secure_app(LobbyOnly(tokens)), name="t-auth-allowed") as server:
-        outcome = wslab.run_sync(attempt(server, "/chat/attic", tokens.issue("ada"), carry="auth frame"))
+        token = tokens.issue("ada", rooms=["lobby"])
+        outcome = wslab.run_sync(attempt(server, "/chat/attic", token, carry="auth frame"))
     assert outcome.endswith("1008 (policy violation) \"ada may not join the room 'attic'\"")
 
 
@@ -179,7 +186,7 @@ def test_an_async_allowed_hook_is_refused_with_a_clear_error(tokens: Tokens) -> 
 def test_a_token_carries_user_role_expiry_and_extra_claims(tokens: Tokens) -> None:
     identity = tokens.verify(tokens.issue("bo", role="host", rooms=["lobby"], lifetime=60))
     assert (identity.user, identity.role, identity.claims["rooms"]) == ("bo", "host", ["lobby"])
-    assert 55 < identity.expires_in <= 60
+    assert 59 < identity.expires_in <= 61  # at least the lifetime asked for: exp is rounded up
 
 
 @pytest.mark.parametrize(("token", "kind"), [(None, "missing"), ("", "missing"), ("a.b", "malformed"),
@@ -203,12 +210,85 @@ def test_a_short_secret_and_a_bad_user_name_are_clear_errors(tokens: Tokens) -> 
         tokens.issue("ada lovelace")
 
 
-def test_every_refusal_fits_a_close_frame(tokens: Tokens) -> None:
-    for token in token_cases(tokens, unknown="z" * 32).values():
-        try:
-            tokens.verify(token)
-        except AuthError as exc:
-            assert len(f"auth: {exc}".encode()) <= 123
+def _part(data: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+ODD_ALGORITHM = f'{_part({"alg": "ü" * 60, "typ": "JWT"})}.{_part({"sub": "ada"})}.'  # made by hand
+
+
+@pytest.mark.parametrize("odd", ["algorithm", "user"])
+def test_a_refusal_with_a_long_non_ascii_reason_still_closes_cleanly(server: LabServer, tokens: Tokens,
+                                                                     odd: str) -> None:
+    token = ODD_ALGORITHM if odd == "algorithm" else tokens.issue("日" * 32)  # not one of USERS
+
+    async def scenario() -> tuple[int | None, str | None]:
+        async with wslab.connect(server, "/chat/lobby", transcript=Transcript(live=False)) as client:
+            await client.send({"type": "auth", "token": token})
+            return await client.wait_closed(5.0), client.close_reason
+
+    code, reason = wslab.run_sync(scenario())
+    assert code == 1008 and reason is not None and reason.startswith("auth: token refused")
+    assert len(reason.encode()) <= 123
+
+
+def test_an_oversized_first_frame_is_closed_with_1009_before_it_is_parsed(server: LabServer) -> None:
+    async def scenario() -> tuple[int | None, str | None]:
+        async with wslab.connect(server, "/chat/lobby", transcript=Transcript(live=False)) as client:
+            await client.connection.send("x" * (MAX_AUTH_FRAME + 1))
+            return await client.wait_closed(5.0), client.close_reason
+
+    assert wslab.run_sync(scenario()) == (1009, f"an auth frame is at most {MAX_AUTH_FRAME} bytes")
+
+
+def test_an_empty_first_frame_is_refused_as_not_json(server: LabServer) -> None:
+    async def scenario() -> str | None:
+        async with wslab.connect(server, "/chat/lobby", transcript=Transcript(live=False)) as client:
+            await client.connection.send("")
+            await client.wait_closed(5.0)
+            return client.close_reason
+
+    assert wslab.run_sync(scenario()) == "auth: not valid JSON (Expecting value)"
+
+
+def test_a_broken_renewal_is_answered_as_an_auth_problem(server: LabServer, tokens: Tokens) -> None:
+    async def scenario() -> object:
+        async with wslab.connect(server, "/chat/lobby", transcript=Transcript(live=False)) as ada:
+            await ada.send({"type": "auth", "token": tokens.issue("ada")})
+            await ada.recv_json()
+            await ada.send({"type": "auth"})
+            return await ada.recv_json()
+
+    assert wslab.run_sync(scenario()) == {"type": "error", "message": 'auth: missing "token"'}
+
+
+class LobbyOnly(SecureRooms):
+    def allowed(self, identity: Identity, room_name: str) -> bool:
+        return room_name in identity.claims.get("rooms", [room_name])
+
+
+def test_a_renewal_that_no_longer_allows_the_room_closes_the_connection(tokens: Tokens) -> None:
+    async def scenario(server: LabServer) -> tuple[int | None, str | None]:
+        async with wslab.connect(server, "/chat/attic", transcript=Transcript(live=False)) as ada:
+            await ada.send({"type": "auth", "token": tokens.issue("ada")})
+            await ada.recv_json()
+            await ada.send({"type": "auth", "token": tokens.issue("ada", rooms=["lobby"])})
+            return await ada.wait_closed(5.0), ada.close_reason
+
+    with wslab.serve(secure_app(LobbyOnly(tokens)), name="t-auth-renew") as server:
+        assert wslab.run_sync(scenario(server)) == (1008, "ada may no longer be in the room 'attic'")
+
+
+def test_an_allowed_hook_that_raises_closes_with_1011_and_is_logged(tokens: Tokens) -> None:
+    class Broken(SecureRooms):
+        def allowed(self, identity: Identity, room_name: str) -> bool:
+            return bool(identity.claims["rooms"])
+
+    with wslab.serve(secure_app(Broken(tokens)), name="t-auth-broken") as server:
+        outcome = wslab.run_sync(attempt(server, "/chat/lobby", tokens.issue("ada"), carry="auth frame"))
+        assert server.wait_idle(5.0)
+        assert "KeyError: 'rooms'" in "\n".join(server.log.lines("ERROR"))
+    assert outcome == 'accepted, then closed by the server: 1011 (internal error) "internal error"'
 
 
 # -- the handshake checks ------------------------------------------------------------------------------
@@ -253,6 +333,12 @@ class FakeSocket:
 
     def __init__(self, **headers: str) -> None:
         self.headers = Headers({k.replace("_", "-"): v for k, v in headers.items()})
+
+
+def test_origin_allowed_refuses_a_single_string_for_a_collection() -> None:
+    with pytest.raises(TypeError, match="not one string"):
+        socket = FakeSocket(host="a.example", origin="https://a.example")
+        origin_allowed(socket, "https://a.example")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("headers", "allowed", "expected"), [

@@ -26,6 +26,38 @@ def test_permissions_that_shut_out_tokens_without_the_claim_fail() -> None:
     assert result.status == "failed" and "no rooms claim" in str(result)
 
 
+def test_permissions_where_an_empty_list_means_every_room_fail() -> None:
+    class EmptyMeansAll(SecureRooms):
+        def allowed(self, identity: Identity, room_name: str) -> bool:
+            rooms = identity.claims.get("rooms")
+            return not rooms or room_name in rooms
+
+    result = check_room_permissions(secure_app(EmptyMeansAll(Tokens())))
+    assert result.status == "failed" and "lists no room at all" in str(result)
+
+
+def test_permissions_that_match_part_of_a_name_fail() -> None:
+    class Substring(SecureRooms):
+        def allowed(self, identity: Identity, room_name: str) -> bool:
+            rooms = identity.claims.get("rooms")
+            return rooms is None or any(room_name in allowed for allowed in rooms)
+
+    result = check_room_permissions(secure_app(Substring(Tokens())))
+    assert result.status == "failed" and "not the room 'lob'" in str(result)
+
+
+def test_permissions_checked_after_joining_fail() -> None:
+    class InJoined(SecureRooms):
+        def joined(self, room: Room, user: str, client: Client) -> None:
+            super().joined(room, user, client)
+            rooms = identity_of(client).claims.get("rooms")
+            if rooms is not None and room.name not in rooms:
+                client.close(1008, "not allowed here")
+
+    result = check_room_permissions(secure_app(InJoined(Tokens())))
+    assert result.status == "failed" and "before any frame" in str(result)
+
+
 def test_an_app_without_secure_rooms_fails_clearly() -> None:
     from wslab.rooms import rooms_app
 
@@ -61,7 +93,21 @@ def test_announcements_by_anyone_fail() -> None:
         hosts_only = False
 
     result = check_announce(secure_app(Anyone(Tokens())))
-    assert result.status == "failed" and "ada is not a host" in str(result)
+    assert result.status == "failed" and "has the role user" in str(result)
+
+
+def test_announcements_allowed_by_name_not_role_fail() -> None:
+    class ByName(Announcing):
+        hosts_only = False
+
+        def handle(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+            if user != "host" and json.loads(data).get("type") == "announce":
+                client.send({"type": "error", "message": "only a host may announce"})
+                return
+            super().handle(room, user, client, data)
+
+    result = check_announce(secure_app(ByName(Tokens())))
+    assert result.status == "failed" and "has the role user" in str(result)
 
 
 def test_announcements_to_one_room_only_fail() -> None:

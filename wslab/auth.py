@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import Collection, Container
@@ -43,12 +44,14 @@ from fastapi import WebSocket
 from fastapi.responses import PlainTextResponse
 
 from .exceptions import WslabError
+from .manager import CLOSE_TOO_BIG, fit_reason
 from .protocol import MAX_TOKEN, ProtocolError, parse_auth, valid_user
 
 __all__ = [
     "ALGORITHM",
     "AUTH_TIMEOUT",
     "CLOSE_POLICY",
+    "MAX_AUTH_FRAME",
     "AuthError",
     "Identity",
     "Tokens",
@@ -61,6 +64,7 @@ __all__ = [
 ALGORITHM = "HS256"
 AUTH_TIMEOUT = 5.0  # seconds a connection may wait before sending its auth frame
 CLOSE_POLICY = 1008  # policy violation: the close code for every refusal after accept
+MAX_AUTH_FRAME = MAX_TOKEN + 256  # bytes: the auth frame's JSON around a token of the longest length
 LIFETIME = 3600.0  # seconds a token is valid for, unless said otherwise
 
 _log = logging.getLogger("wslab.auth")  # refusals, at INFO; never a token
@@ -96,7 +100,8 @@ class Tokens:
     """Issue and verify access tokens: HS256 JWTs with ``sub``, ``iat``, ``exp`` and a ``role``.
 
     ``secret`` signs every token (at least 32 bytes; by default a random one, so tokens last as long as
-    the process); ``users``, if given, are the only users a token is accepted for.
+    the process, and several worker processes would each have their own: give them one secret, read
+    from the environment); ``users``, if given, are the only users a token is accepted for.
 
     >>> tokens = Tokens(users={"ada", "bo"})
     >>> tokens.verify(tokens.issue("ada")).user
@@ -123,7 +128,9 @@ class Tokens:
             raise ValueError(f"{user!r} is not a valid user name: use 1 to 32 letters, digits, _ . -")
         now = time.time()
         lifetime = self.lifetime if lifetime is None else lifetime
-        return self.sign({**claims, "sub": user, "role": role, "iat": int(now), "exp": int(now + lifetime)})
+        # exp is whole seconds: round up, so that the token lasts at least ``lifetime``.
+        expires = math.ceil(now + lifetime)
+        return self.sign({**claims, "sub": user, "role": role, "iat": int(now), "exp": expires})
 
     def sign(self, claims: dict[str, Any]) -> str:
         """Sign ``claims`` as they are, with no checks: what :meth:`issue` builds on, and a way for a
@@ -163,7 +170,7 @@ class Tokens:
 
 def _algorithm(token: str) -> str:
     try:
-        return str(jwt.get_unverified_header(token).get("alg"))
+        return str(jwt.get_unverified_header(token).get("alg"))[:20]  # the sender chose it: keep it short
     except jwt.DecodeError:
         return "?"
 
@@ -172,7 +179,11 @@ async def authenticate(websocket: WebSocket, tokens: Tokens, *,
                        timeout: float = AUTH_TIMEOUT) -> Identity | None:
     """First-message auth: accept ``websocket``, then expect ``{"type": "auth", "token": ...}`` as its
     first frame within ``timeout`` seconds. Returns the verified identity (also kept as
-    ``websocket.state.identity``); on anything else closes with 1008 and the reason, and returns None.
+    ``websocket.state.identity``); on anything else closes with 1008 and the reason (1009 for a frame
+    larger than ``MAX_AUTH_FRAME`` bytes, refused before it is parsed), and returns None.
+
+    Until then the connection is open but can do nothing; a server facing the internet also limits how
+    many such connections one address may hold.
     """
     await websocket.accept()
     try:
@@ -185,12 +196,18 @@ async def authenticate(websocket: WebSocket, tokens: Tokens, *,
         return None
     if message["type"] == "websocket.disconnect":
         return None
-    data: str | bytes = message.get("text") or message.get("bytes") or b""
+    data: str | bytes | None = message.get("text")
+    if data is None:
+        data = message.get("bytes") or b""
+    if len(data) > MAX_AUTH_FRAME:  # checked before parsing: nobody is logged in yet
+        _log.info("%s - auth refused: a first frame of %d bytes", _peer(websocket), len(data))
+        await websocket.close(CLOSE_TOO_BIG, f"an auth frame is at most {MAX_AUTH_FRAME} bytes")
+        return None
     try:
         identity = tokens.verify(parse_auth(data).token)
     except (ProtocolError, AuthError) as exc:
         _log.info("%s - auth refused: %s", _peer(websocket), exc)
-        await websocket.close(CLOSE_POLICY, f"auth: {exc}"[:123])
+        await websocket.close(CLOSE_POLICY, fit_reason(f"auth: {exc}"))
         return None
     websocket.state.identity = identity
     return identity
@@ -231,7 +248,13 @@ def origin_allowed(websocket: WebSocket, allowed: Collection[str] | None = None)
     of them; without, it must be this server itself (the same host and port as the ``Host`` header).
     A handshake without ``Origin`` does not come from a browser page, so no victim's cookies ride on
     it, and it is allowed; ``Origin: null`` (a sandboxed or local file page) is not.
+
+    In production, pass ``allowed`` explicitly: the default trusts the ``Host`` header, which a proxy
+    may rewrite and which a DNS-rebinding page controls (it makes ``evil.example`` resolve to this
+    server, so its requests carry ``Host: evil.example`` and ``Origin: http://evil.example``).
     """
+    if isinstance(allowed, str):
+        raise TypeError(f"allowed is a collection of origins, not one string: use {{{allowed!r}}}")
     origin = websocket.headers.get("origin")
     if origin is None:
         return True

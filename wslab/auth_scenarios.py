@@ -12,6 +12,7 @@ Chapter 04 runs these against the popular tutorial's endpoint and against the ha
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, Literal
 
@@ -64,9 +65,9 @@ async def attempt(server: LabServer, path: str, token: str | None = None, *, car
     try:
         async with ws_connect(url, **options) as websocket:
             if carry == "auth frame":
-                frame = '{"type": "message", "content": "hi"}' if token is None else \
-                    f'{{"type": "auth", "token": "{token}"}}'
-                await websocket.send(frame)
+                no_auth = {"type": "message", "content": "hi"}  # what a client that skips auth sends
+                frame = no_auth if token is None else {"type": "auth", "token": token}
+                await websocket.send(json.dumps(frame))
             try:
                 first = await asyncio.wait_for(websocket.recv(), WAIT)
             except ConnectionClosed as exc:

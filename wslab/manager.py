@@ -44,7 +44,7 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-__all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "Client", "ConnectionManager", "broadcast_app"]
+__all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "Client", "ConnectionManager", "broadcast_app", "fit_reason"]
 
 CLOSE_TOO_SLOW = 1013  # "try again later": the client did not keep up with its messages
 CLOSE_TOO_BIG = 1009  # "message too big"
@@ -122,7 +122,7 @@ class Client:
         """Close after what is already queued. Meant for the handler itself: :meth:`messages` stops before
         the next frame. (From another task, use :meth:`kick`.)"""
         if self._closing is None:
-            self._closing = (code, _fit_reason(reason))
+            self._closing = (code, fit_reason(reason))
 
     def kick(self, code: int, reason: str) -> None:
         """Disconnect now, from any task, without waiting: the writer stops, the handler is cancelled
@@ -130,7 +130,7 @@ class Client:
         if not self.open:  # already closing or gone
             return
         self._kicked = True
-        self._closing = (code, _fit_reason(reason))
+        self._closing = (code, fit_reason(reason))
         for task in (self._writer, self._handler):
             if task is not None:
                 task.cancel()
@@ -188,8 +188,8 @@ def _text(message: str | Mapping[str, Any]) -> str:
     raise TypeError(f"send text (str) or a dict to send as JSON, not {type(message).__name__}")
 
 
-def _fit_reason(reason: str) -> str:
-    """A close reason cut to the 123 bytes of UTF-8 a close frame can carry."""
+def fit_reason(reason: str) -> str:
+    """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry (more is a protocol error)."""
     data = reason.encode()
     return reason if len(data) <= 123 else data[:120].decode(errors="ignore") + "..."
 

@@ -13,13 +13,16 @@ speak as anyone else. In order, a connection:
    for the same user before then.
 
 :func:`secure_app` adds ``POST /token``, a workshop login: ``{"username": "ada"}`` (and the passcode,
-if the server has one) returns ``{"access_token": ..., "token_type": "bearer"}``.
+if the server has one) returns ``{"access_token": ..., "token_type": "bearer"}``. It believes the name
+it is given: it stands in for a real login (a password, single sign-on) and must never face the internet
+as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 from collections.abc import Collection
 from typing import Any
 
@@ -36,7 +39,7 @@ from .auth import (
     origin_allowed,
     refuse,
 )
-from .manager import Client
+from .manager import Client, fit_reason
 from .protocol import Error, ProtocolError, encode, parse_auth
 from .rooms import ChatRooms, Room
 
@@ -76,8 +79,14 @@ class SecureRooms(ChatRooms):
         identity = await authenticate(websocket, self.tokens, timeout=self.auth_timeout)
         if identity is None:
             return
-        if not self.allowed(identity, room_name):
-            await websocket.close(CLOSE_POLICY, f"{identity.user} may not join the room {room_name[:40]!r}")
+        try:
+            allowed = self.allowed(identity, room_name)
+        except Exception:
+            await websocket.close(1011, "internal error")  # and uvicorn logs the traceback
+            raise
+        if not allowed:
+            reason = fit_reason(f"{identity.user} may not join the room {room_name!r}")
+            await websocket.close(CLOSE_POLICY, reason)
             return
         await self.chat(websocket, room_name, identity.user)
 
@@ -92,19 +101,22 @@ class SecureRooms(ChatRooms):
         self._cancel_expiry(client)
 
     def handle(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
-        """A fresh auth frame renews the connection's token; everything else is chat."""
-        try:
-            renewal = parse_auth(data)
-        except ProtocolError:
-            super().handle(room, user, client, data)
+        """A fresh auth frame renews the connection's token (silently; an ``error`` frame if it is
+        refused, and a close with 1008 if the new token no longer allows this room); everything else is
+        chat."""
+        if _frame_type(data) != "auth":
+            super().handle(room, user, client, data)  # chat, or an error frame saying what is wrong
             return
         try:
-            identity = self.tokens.verify(renewal.token)
-        except AuthError as exc:
+            identity = self.tokens.verify(parse_auth(data).token)
+        except (ProtocolError, AuthError) as exc:
             client.send(encode(Error(message=f"auth: {exc}")))
             return
         if identity.user != user:
             client.send(encode(Error(message=f"auth: that token is for {identity.user}, not {user}")))
+            return
+        if not self.allowed(identity, room.name):
+            client.close(CLOSE_POLICY, f"{user} may no longer be in the room {room.name!r}")
             return
         client.websocket.state.identity = identity
         self._expire_later(client)
@@ -119,6 +131,14 @@ class SecureRooms(ChatRooms):
         delay = max(0.0, identity_of(client).expires_in)
         self._expiry[client] = asyncio.get_running_loop().call_later(
             delay, client.kick, CLOSE_POLICY, "token expired: log in again")
+
+
+def _frame_type(data: str | bytes) -> Any:
+    try:
+        frame = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return frame.get("type") if isinstance(frame, dict) else None
 
 
 class Login(BaseModel):
