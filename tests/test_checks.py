@@ -21,12 +21,15 @@ from wslab.checks import (
     CheckResult,
     check_announce,
     check_count,
+    check_heartbeat,
     check_history,
     check_no_echo,
     check_reverse,
     check_room_permissions,
     check_shout,
+    check_since,
     check_sum,
+    check_symbols,
     check_who,
 )
 from wslab.student import has_solution, stub_solutions
@@ -42,6 +45,9 @@ EXERCISES: dict[str, tuple[str, str, Callable[[Any], CheckResult]]] = {
     "history": ("03_rooms", "history_app", check_history),
     "room permissions": ("04_auth", "permissions_app", check_room_permissions),
     "announce": ("04_auth", "announce_app", check_announce),
+    "symbols": ("05_streaming", "symbols_app", check_symbols),
+    "since": ("05_streaming", "since_app", check_since),
+    "heartbeat": ("05_streaming", "alive_app", check_heartbeat),
 }
 
 

@@ -9,18 +9,25 @@ are the hardened versions.
   accept, then a handler that accepts and returns (:mod:`wslab.auth` is the hardened version).
 - :func:`naive_cookie_app`: ``/ws/inbox``, a user's inbox behind a session cookie, with CORS middleware
   that does not cover WebSockets.
+- :func:`naive_notifications_app`: ``/ws/notifications/{user_id}``, a listener task per connection that
+  nothing ever stops; :func:`naive_prices_app`: ``/ws/prices``, a loop per connection that only sends
+  (:mod:`wslab.streaming` is the hardened version of both).
 
-Chapters 02 to 04 type these in cells, as the lesson; the tests and benchmarks use this copy.
+Chapters 02 to 05 type these in cells, as the lesson; the tests and benchmarks use this copy.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 import jwt
 from fastapi import Depends, FastAPI, Query, WebSocket, WebSocketDisconnect, status
 from fastapi.middleware.cors import CORSMiddleware
+
+from .feeds import PriceFeed
 
 __all__ = [
     "NAIVE_SECRET",
@@ -33,6 +40,8 @@ __all__ = [
     "naive_auth_app",
     "naive_broadcast_app",
     "naive_cookie_app",
+    "naive_notifications_app",
+    "naive_prices_app",
     "naive_rooms_app",
 ]
 
@@ -186,5 +195,63 @@ def naive_cookie_app(allow_origins: Iterable[str] = ()) -> FastAPI:
         user = payload["sub"]
         await websocket.send_json({"type": "inbox", "user": user, "messages": NAIVE_INBOX.get(user, [])})
         await websocket.close()
+
+    return app
+
+
+# -- chapter 05: streaming --------------------------------------------------------------------------------
+# The tutorial's live prices and notifications, as written. Do not copy these: see wslab.streaming.
+
+
+def naive_notifications_app(poll: float = 0.5) -> FastAPI:
+    """The tutorial's notifications at ``/ws/notifications/{user_id}``: each connection starts a listener
+    task with ``asyncio.create_task`` and nothing ever stops it. ``app.state.inbox[user]`` is the list of
+    notifications waiting for a user (append to it on the server's loop). Do not copy."""
+    app = FastAPI()
+    inbox: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+    app.state.inbox = inbox
+
+    async def get_user_notifications(user_id: str) -> dict[str, Any] | None:
+        return inbox[user_id].pop(0) if inbox[user_id] else None
+
+    @app.websocket("/ws/notifications/{user_id}")
+    async def notifications_stream(websocket: WebSocket, user_id: str) -> None:
+        await websocket.accept()
+
+        async def notification_listener() -> None:
+            while True:
+                notification = await get_user_notifications(user_id)
+                if notification:
+                    await websocket.send_json(notification)
+                await asyncio.sleep(poll)
+
+        try:
+            asyncio.create_task(notification_listener())
+            while True:
+                data = await websocket.receive_text()
+                if data == "ping":
+                    await websocket.send_text("pong")
+        except WebSocketDisconnect:
+            pass
+
+    return app
+
+
+def naive_prices_app(feed: PriceFeed) -> FastAPI:
+    """The tutorial's live prices at ``/ws/prices``: a loop per connection that only sends. Where the
+    tutorial sleeps a second between sends, this loop waits for ``feed``'s next prices, so that a notebook
+    decides when time passes; the pattern is the tutorial's. Do not copy."""
+    app = FastAPI()
+
+    @app.websocket("/ws/prices")
+    async def price_stream(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                prices = feed.latest
+                await websocket.send_json(prices.frame())
+                await feed.changed()
+        except WebSocketDisconnect:
+            pass
 
     return app

@@ -23,6 +23,9 @@ CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"
 _SCRUB = [
     (re.compile(r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):\d+"), r"\1:<port>"),
     (re.compile(r"process \[\d+\]"), "process [<pid>]"),
+    # A task's repr, as in "Task exception was never retrieved": its number and where its code is.
+    (re.compile(r" name='Task-\d+'"), ""),
+    (re.compile(r"\(\) (?:running at|done, defined at) [^>]*>"), "()>"),
 ]
 _LIBRARY_DIRS = tuple(
     {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}

@@ -5,16 +5,20 @@ from .broadcast import check_count, check_no_echo
 from .echo import check_reverse, check_shout, check_sum
 from .result import CheckResult
 from .rooms import check_history, check_who
+from .streaming import check_heartbeat, check_since, check_symbols
 
 __all__ = [
     "CheckResult",
     "check_announce",
     "check_count",
+    "check_heartbeat",
     "check_history",
     "check_no_echo",
     "check_reverse",
     "check_room_permissions",
     "check_shout",
+    "check_since",
     "check_sum",
+    "check_symbols",
     "check_who",
 ]

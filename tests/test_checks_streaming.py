@@ -1,0 +1,233 @@
+"""The chapter 05 checks fail, with a report that names the problem, on plausible wrong answers. (That each
+passes on the notebook's answer and says "not done" on its stub is tested with every chapter's, in
+test_checks.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict, deque
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, WebSocket
+
+from wslab.checks.result import CheckResult
+from wslab.checks.streaming import PING_AFTER, PONG_WITHIN, check_heartbeat, check_since, check_symbols
+from wslab.feeds import Inbox, Notifications, PriceFeed, Subscription
+from wslab.streaming import handle_price_frame, streaming_app
+
+Frame = dict[str, Any]
+
+
+def failed(result: CheckResult, reported: str) -> None:
+    assert result.status == "failed" and reported in str(result), str(result)
+    assert "Hint:" in str(result)
+
+
+# -- exercise 5.1: symbols ---------------------------------------------------------------------------------
+def symbols(frame: Any) -> list[str] | None:
+    if isinstance(frame, dict) and frame.get("type") in ("subscribe", "unsubscribe"):
+        return list(frame.get("symbols", []))
+    return None
+
+
+def replies_but_does_not_filter(subscription: Subscription, frame: Any) -> Frame | None:
+    wanted = symbols(frame)
+    if wanted is None:
+        return handle_price_frame(subscription, frame)
+    return {"type": "subscribed", "symbols": sorted(wanted)}
+
+
+SHARED: set[str] = set()
+
+
+def one_set_for_every_connection(subscription: Subscription, frame: Any) -> Frame | None:
+    wanted = symbols(frame)
+    if wanted is None:
+        return handle_price_frame(subscription, frame)
+    if frame["type"] == "subscribe":
+        SHARED.clear()
+        SHARED.update(wanted)
+    else:
+        SHARED.difference_update(wanted)
+    for other in subscription.feed._subscriptions:  # every connection shares the answer
+        other.symbols = set(SHARED)
+    return {"type": "subscribed", "symbols": sorted(SHARED)}
+
+
+def forgets_the_other_frames(subscription: Subscription, frame: Any) -> Frame | None:
+    wanted = symbols(frame)
+    if wanted is None:
+        return {"type": "error", "message": "unknown frame"}
+    subscription.symbols = set(wanted) if frame["type"] == "subscribe" else subscription.symbols - set(wanted)
+    return {"type": "subscribed", "symbols": sorted(subscription.symbols)}
+
+
+def accepts_any_symbol(subscription: Subscription, frame: Any) -> Frame | None:
+    wanted = symbols(frame)
+    if wanted is None:
+        return handle_price_frame(subscription, frame)
+    subscription.symbols = set(wanted) if frame["type"] == "subscribe" else subscription.symbols - set(wanted)
+    return {"type": "subscribed", "symbols": sorted(subscription.symbols)}
+
+
+def unsubscribe_replaces_too(subscription: Subscription, frame: Any) -> Frame | None:
+    wanted = symbols(frame)
+    if wanted is None:
+        return handle_price_frame(subscription, frame)
+    if not set(wanted) <= set(subscription.feed.symbols):
+        return {"type": "error", "message": "unknown symbol"}
+    subscription.symbols = set(wanted)
+    return {"type": "subscribed", "symbols": sorted(subscription.symbols)}
+
+
+@pytest.mark.parametrize(("handle", "reported"), [
+    (replies_but_does_not_filter, "after subscribing to ACME, prices should hold ACME only"),
+    (one_set_for_every_connection, "bo never subscribed: he should still get every symbol"),
+    (forgets_the_other_frames, "got:      {'type': 'error', 'message': 'unknown frame'}"),
+    (accepts_any_symbol, "subscribing to an unknown symbol should get an error frame"),
+    (unsubscribe_replaces_too, '{"type": "unsubscribe", "symbols": ["ACME"]} should be answered with'),
+])
+def test_symbols_wrong_answers_fail(handle: Callable[[Subscription, Any], Frame | None],
+                                    reported: str) -> None:
+    failed(check_symbols(streaming_app(PriceFeed(), handle=handle)), reported)
+
+
+def test_an_app_without_a_feed_in_its_state_is_told_how_to_make_one() -> None:
+    failed(check_symbols(FastAPI()), "the app should keep its PriceFeed in app.state.feed")
+
+
+# -- exercise 5.2: since -----------------------------------------------------------------------------------
+class Kept(Notifications):
+    """Keeps frames per user (``keep`` of them; None: all), and replays those ``wanted`` says."""
+
+    keep: int | None = 20
+    shared = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: defaultdict[str, deque[Frame]] = defaultdict(lambda: deque(maxlen=self.keep))
+
+    def _kept(self, user: str) -> deque[Frame]:
+        return self.history["everyone" if self.shared else user]
+
+    def publish(self, user: str, notification: Any) -> Frame:
+        frame = super().publish(user, notification)
+        self._kept(user).append(frame)
+        return frame
+
+    def wanted(self, frame: Frame, since: int | None) -> bool:
+        return since is not None and frame["seq"] > since
+
+    def subscribe(self, user: str, since: int | None = None) -> Inbox:
+        inbox = super().subscribe(user, since)
+        for frame in self._kept(user):
+            if self.wanted(frame, since):
+                inbox.put_frame(frame)
+        return inbox
+
+
+class ReplaysEverything(Kept):
+    def wanted(self, frame: Frame, since: int | None) -> bool:
+        return since is not None
+
+
+class ReplaysWithoutSince(Kept):
+    def wanted(self, frame: Frame, since: int | None) -> bool:
+        return frame["seq"] > (since or 0)
+
+
+class KeepsEverything(Kept):
+    keep = None
+
+
+class OneHistoryForEveryone(Kept):
+    shared = True
+
+
+class KeepsNothing(Notifications):
+    pass
+
+
+@pytest.mark.parametrize(("hub", "reported"), [
+    (ReplaysEverything, "with since=1, ada should first get the notifications she missed"),
+    (ReplaysWithoutSince, "without since, a client gets live notifications only"),
+    (KeepsEverything, "only the last 20 notifications are kept"),
+    (OneHistoryForEveryone, "each user has a history of their own"),
+    (KeepsNothing, "got:      'nothing within 2 s'"),
+])
+def test_since_wrong_answers_fail(hub: type[Notifications], reported: str) -> None:
+    failed(check_since(streaming_app(hub=hub())), reported)
+
+
+def test_the_reference_hub_passes_the_live_steps_of_since_but_not_the_replay() -> None:
+    failed(check_since(streaming_app()), "with since=1, ada should first get the notifications she missed")
+
+
+# -- exercise 5.3: heartbeat -------------------------------------------------------------------------------
+def alive_app(receive: Callable[[WebSocket], Any], *, pinger: bool = False) -> FastAPI:
+    """/ws/alive: ``receive(websocket)`` returns the next message, or None when it closed the connection;
+    pongs are answered here. With ``pinger``, a task pings every PING_AFTER seconds, whatever the traffic."""
+    app = FastAPI()
+
+    @app.websocket("/ws/alive")
+    async def alive(websocket: WebSocket) -> None:
+        await websocket.accept()
+
+        async def ping_forever() -> None:
+            while True:
+                await asyncio.sleep(PING_AFTER)
+                await websocket.send_json({"type": "ping"})
+
+        task = asyncio.create_task(ping_forever()) if pinger else None
+        try:
+            while True:
+                message = await receive(websocket)
+                if message is None or message["type"] == "websocket.disconnect":
+                    return
+                if message.get("text") and json.loads(message["text"]).get("type") == "ping":
+                    await websocket.send_json({"type": "pong"})
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    return app
+
+
+def heartbeat(*, ping_after: float = PING_AFTER, pong_within: float | None = PONG_WITHIN, ping: bool = True,
+              code: int = 1011) -> Callable[[WebSocket], Any]:
+    async def receive(websocket: WebSocket) -> Any:
+        try:
+            async with asyncio.timeout(ping_after):
+                return await websocket.receive()
+        except TimeoutError:
+            if ping:
+                await websocket.send_json({"type": "ping"})
+            try:
+                async with asyncio.timeout(pong_within if ping else 0):
+                    return await websocket.receive()
+            except TimeoutError:
+                await websocket.close(code, "no pong")
+                return None
+
+    return receive
+
+
+async def receive_plainly(websocket: WebSocket) -> Any:
+    return await websocket.receive()
+
+
+@pytest.mark.parametrize(("app", "reported"), [
+    (alive_app(heartbeat(pong_within=None)), "a client that does not answer the ping should be closed"),
+    (alive_app(heartbeat(ping=False)), "got:      'the connection closed (1011)'"),
+    (alive_app(receive_plainly, pinger=True), "a client that sends a frame every 0.1 s is alive"),
+    (alive_app(heartbeat(code=1000)), "expected: 1011"),
+    (alive_app(heartbeat(ping_after=0.1)), "a ping should come only after 0.5 s without a frame"),
+    (alive_app(heartbeat(pong_within=0.1)), "the client should get 0.5 s to answer the ping"),
+], ids=["never-closes", "no-ping", "pings-whatever-the-traffic", "closes-with-1000", "pings-too-early",
+        "closes-too-early"])
+def test_heartbeat_wrong_answers_fail(app: FastAPI, reported: str) -> None:
+    failed(check_heartbeat(app), reported)

@@ -1,0 +1,235 @@
+"""Stream live prices and notifications over WebSockets without leaking tasks or letting a slow reader hurt
+anyone. The feeds themselves (one producer, many subscribers) are in :mod:`wslab.feeds`.
+
+The tutorial's notifications endpoint starts a listener with ``asyncio.create_task`` and never stops it, so
+every connection leaves a task running for good; its price endpoint only sends, so it cannot hear its client.
+Here:
+
+- **No task outlives its connection:** a handler's tasks run under :func:`until_first_done`, a task group
+  that ends when the first of them ends (the client left, sending failed) and cancels and awaits the rest.
+- **Receive and send at once:** each endpoint runs a reader (client frames, heartbeat, disconnect) and a
+  writer (prices or notifications) in that group.
+- **Prices:** a client is sent new prices only after it acknowledged the last (``{"type": "ack"}``). The
+  network buffers between server and client hold megabytes that the server cannot see through ASGI; the
+  ack keeps them empty, so a slow reader gets the latest prices when it reads again, never a backlog, and
+  nobody waits for it (publishing never waits: :class:`~wslab.feeds.PriceFeed`).
+- **Notifications:** every one is delivered, in order, numbered per user (``seq``); a connection whose
+  queue is full is closed with 1013 (too slow) rather than silently skipped.
+- **Heartbeat:** a client silent for ``Heartbeat.interval`` seconds gets ``{"type": "ping"}``; silent
+  ``Heartbeat.timeout`` seconds more, it is taken for dead and closed with 1011. (uvicorn's protocol-level
+  ping does this too, every 20 s by default, server-wide; this deadline is the endpoint's own.)
+- **One process:** feeds and subscribers live in this process's memory.
+
+JSON frames: server → client ``prices``, ``notification``, ``ping``, ``pong``, ``error``; client → server
+``ack`` (prices), ``ping``, ``pong``. ::
+
+    feed, hub = PriceFeed(), Notifications()
+    app = streaming_app(feed, hub, tick_every=1.0)      # /ws/prices and /ws/notifications/{user}
+    hub.publish("ada", {"text": "your order shipped"})   # from code on the server's event loop
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from .feeds import Frame, Notifications, PriceFeed, Subscription
+from .manager import CLOSE_TOO_SLOW
+
+__all__ = [
+    "CLOSE_SILENT", "Heartbeat", "handle_price_frame", "receive_json", "send_json", "stream_notifications",
+    "stream_prices", "streaming_app", "until_first_done",
+]
+
+CLOSE_SILENT = 1011  # what uvicorn and the websockets library send a peer that missed its pong
+CLOSE_TIMEOUT = 1.0  # seconds a close may take before we stop waiting for it
+
+
+async def until_first_done(*coroutines: Coroutine[Any, Any, None]) -> None:
+    """Run ``coroutines`` as tasks of one group until the first of them returns, then cancel the others
+    and wait for them: when this returns, none of them is running. An exception raised by one of them
+    cancels the others too and propagates (unwrapped, when it is the only one).
+
+    The shape of a handler that receives and sends at once::
+
+        await websocket.accept()
+        await until_first_done(read(websocket), write(websocket))   # ends when either ends
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coroutine) for coroutine in coroutines]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+    except BaseExceptionGroup as error:
+        if len(error.exceptions) == 1:
+            raise error.exceptions[0] from None
+        raise
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """How long a client may stay silent. After ``interval`` seconds without a frame from it, the endpoint
+    sends ``{"type": "ping"}``; after ``timeout`` seconds more, it closes the connection with 1011. Any
+    frame counts as a sign of life; a client answers a ping with ``{"type": "pong"}``."""
+
+    interval: float = 20.0
+    timeout: float = 20.0
+
+
+async def send_json(websocket: WebSocket, frame: Frame) -> bool:
+    """Send ``frame`` as a JSON text frame; False if the connection is gone or closing.
+
+    Two tasks may send on one connection: uvicorn writes each frame whole, so frames never interleave."""
+    try:
+        await websocket.send_text(json.dumps(frame))
+    except (WebSocketDisconnect, RuntimeError, OSError):  # the client left, or another task closed it
+        return False
+    return True
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+        async with asyncio.timeout(CLOSE_TIMEOUT):  # a peer that stopped reading must not hold us
+            await websocket.close(code, reason)
+
+
+async def receive_json(websocket: WebSocket, heartbeat: Heartbeat | None = None) -> AsyncIterator[Any]:
+    """Each frame the client sends, parsed as JSON (a frame that is not JSON comes as it is: ``str`` or
+    ``bytes``), until the client leaves or, with a ``heartbeat``, stays silent past its deadline; then
+    the connection is closed with :data:`CLOSE_SILENT`.
+
+        async for frame in receive_json(websocket, Heartbeat(interval=5, timeout=5)):
+            ...
+    """
+    pinged = False
+    while True:
+        wait = None if heartbeat is None else heartbeat.timeout if pinged else heartbeat.interval
+        try:
+            async with asyncio.timeout(wait):
+                message = await websocket.receive()
+        except TimeoutError:
+            assert heartbeat is not None
+            if pinged:
+                silent = heartbeat.interval + heartbeat.timeout
+                await _close(websocket, CLOSE_SILENT, f"heartbeat: nothing received for {silent:g} s")
+                return
+            pinged = True
+            if not await send_json(websocket, {"type": "ping"}):
+                return
+            continue
+        pinged = False
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("text")
+        if data is None:
+            yield message.get("bytes") or b""
+            continue
+        try:
+            yield json.loads(data)
+        except ValueError:
+            yield data
+
+
+def _heartbeat_reply(frame: Any, known: str) -> Frame | None:
+    """The reply to a frame: a pong to a ping, nothing to a pong, an error (naming ``known``) to the rest."""
+    if isinstance(frame, dict) and frame.get("type") == "ping":
+        return {"type": "pong"}
+    if isinstance(frame, dict) and frame.get("type") == "pong":
+        return None
+    shown = "a binary frame" if isinstance(frame, bytes) else json.dumps(frame)[:80]
+    return {"type": "error", "message": f"expected a JSON object of type {known}, got {shown}"}
+
+
+def handle_price_frame(subscription: Subscription, frame: Any) -> Frame | None:
+    """Answer one client frame of ``/ws/prices``: ``ack`` releases the next prices, ``ping`` gets a
+    ``pong``, ``pong`` is a sign of life; anything else gets an ``error``. Returns the reply, if any."""
+    if isinstance(frame, dict) and frame.get("type") == "ack":
+        subscription.ack()
+        return None
+    return _heartbeat_reply(frame, "ack, ping or pong")
+
+
+async def stream_prices(websocket: WebSocket, feed: PriceFeed, *, heartbeat: Heartbeat | None = Heartbeat(),
+                        window: int = 1,
+                        handle: Callable[[Subscription, Any], Frame | None] = handle_price_frame) -> None:
+    """Serve ``feed`` on ``websocket`` until the client leaves or goes silent; ``handle`` answers what
+    the client sends (:func:`handle_price_frame`, or your own that calls it for what it leaves alone)."""
+    await websocket.accept()
+    with feed.subscribe(window) as subscription:
+
+        async def read() -> None:
+            async for frame in receive_json(websocket, heartbeat):
+                reply = handle(subscription, frame)
+                if reply is not None and not await send_json(websocket, reply):
+                    return
+
+        async def write() -> None:
+            while True:
+                prices = await subscription.next()
+                if not await send_json(websocket, prices.frame(subscription.symbols)):
+                    return
+
+        await until_first_done(read(), write())
+
+
+async def stream_notifications(websocket: WebSocket, user: str, hub: Notifications, *,
+                               since: int | None = None, heartbeat: Heartbeat | None = Heartbeat()) -> None:
+    """Send ``user`` their notifications on ``websocket`` until the client leaves or goes silent."""
+    await websocket.accept()
+    with hub.subscribe(user, since) as inbox:
+
+        async def read() -> None:
+            async for frame in receive_json(websocket, heartbeat):
+                reply = _heartbeat_reply(frame, "ping or pong")
+                if reply is not None and not await send_json(websocket, reply):
+                    return
+
+        async def write() -> None:
+            while not inbox.overflowed:  # an overflowed inbox is full, so get() never waits for it
+                if not await send_json(websocket, await inbox.get()):
+                    return
+            await _close(websocket, CLOSE_TOO_SLOW, f"too slow: {inbox.maxsize} notifications were waiting")
+
+        await until_first_done(read(), write())
+
+
+def streaming_app(feed: PriceFeed | None = None, hub: Notifications | None = None, *,
+                  heartbeat: Heartbeat | None = Heartbeat(), tick_every: float | None = None,
+                  handle: Callable[[Subscription, Any], Frame | None] = handle_price_frame) -> FastAPI:
+    """``/ws/prices`` serves ``feed`` and ``/ws/notifications/{user}?since=N`` the notifications of ``hub``
+    (both kept in ``app.state``). With ``tick_every``, the feed steps that often while the app runs;
+    without, only when your code calls ``feed.step()``."""
+    feed = feed if feed is not None else PriceFeed()
+    hub = hub if hub is not None else Notifications()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        producer = asyncio.create_task(feed.run(tick_every)) if tick_every else None
+        try:
+            yield
+        finally:  # the app's own task ends with the app, as a connection's tasks end with it
+            if producer is not None:
+                producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+
+    app = FastAPI(lifespan=lifespan)
+    app.state.feed, app.state.notifications = feed, hub
+
+    @app.websocket("/ws/prices")
+    async def prices(websocket: WebSocket) -> None:
+        await stream_prices(websocket, feed, heartbeat=heartbeat, handle=handle)
+
+    @app.websocket("/ws/notifications/{user}")
+    async def notifications(websocket: WebSocket, user: str, since: int | None = None) -> None:
+        await stream_notifications(websocket, user, hub, since=since, heartbeat=heartbeat)
+
+    return app
