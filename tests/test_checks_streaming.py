@@ -198,13 +198,15 @@ def alive_app(receive: Callable[[WebSocket], Any], *, pinger: bool = False) -> F
 
 
 def heartbeat(*, ping_after: float = PING_AFTER, pong_within: float | None = PONG_WITHIN, ping: bool = True,
-              code: int = 1011) -> Callable[[WebSocket], Any]:
+              code: int = 1011, as_text: bool = False) -> Callable[[WebSocket], Any]:
     async def receive(websocket: WebSocket) -> Any:
         try:
             async with asyncio.timeout(ping_after):
                 return await websocket.receive()
         except TimeoutError:
-            if ping:
+            if ping and as_text:
+                await websocket.send_text("ping")  # the tutorial's form, not this exercise's
+            elif ping:
                 await websocket.send_json({"type": "ping"})
             try:
                 async with asyncio.timeout(pong_within if ping else 0):
@@ -227,7 +229,8 @@ async def receive_plainly(websocket: WebSocket) -> Any:
     (alive_app(heartbeat(code=1000)), "expected: 1011"),
     (alive_app(heartbeat(ping_after=0.1)), "a ping should come only after 0.5 s without a frame"),
     (alive_app(heartbeat(pong_within=0.1)), "the client should get 0.5 s to answer the ping"),
+    (alive_app(heartbeat(as_text=True)), 'a JSON object such as {"type": "ping"}'),
 ], ids=["never-closes", "no-ping", "pings-whatever-the-traffic", "closes-with-1000", "pings-too-early",
-        "closes-too-early"])
+        "closes-too-early", "pings-in-plain-text"])
 def test_heartbeat_wrong_answers_fail(app: FastAPI, reported: str) -> None:
     failed(check_heartbeat(app), reported)

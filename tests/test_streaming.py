@@ -88,7 +88,7 @@ def test_a_connection_runs_a_reader_and_a_writer_while_it_is_open() -> None:
             return live.server_tasks(server)
 
     with serving(streaming_app()) as server:
-        assert wslab.run_sync(scenario(server)) == {"handler": 1, "read": 1, "write": 1}
+        assert wslab.run_sync(scenario(server)) == {"handler": 1, "read": 1, "write": 1, "watch": 1}
 
 
 def test_the_tutorial_notifications_endpoint_leaks_one_listener_per_connection() -> None:
@@ -182,10 +182,10 @@ def test_a_peer_that_falls_silent_is_pinged_then_closed_with_1011(path: str) -> 
 
 def test_the_silent_peer_gets_the_whole_deadline() -> None:
     async def scenario(server: LabServer) -> float:
+        started = time.monotonic()  # before the server accepts, when its clock starts: errs long, never short
         async with ws_connect(server.ws_url("/ws/notifications/bo"), ping_interval=None) as bo:
             session = server.sessions.for_client_port(bo.local_address[1])
             assert session is not None
-            started = time.monotonic()
             bo.transport.pause_reading()
             await asyncio.wait_for(asyncio.wrap_future(session.done), 5.0)
             waited = time.monotonic() - started
@@ -193,7 +193,7 @@ def test_the_silent_peer_gets_the_whole_deadline() -> None:
             return waited
 
     with serving(streaming_app(heartbeat=Heartbeat(interval=0.2, timeout=0.3))) as server:
-        assert wslab.run_sync(scenario(server)) >= 0.45
+        assert wslab.run_sync(scenario(server)) >= 0.5
 
 
 def test_a_client_that_answers_pings_stays_connected() -> None:
@@ -308,6 +308,41 @@ def test_a_notification_client_that_cannot_keep_up_is_closed_with_1013() -> None
         first, code, reason = wslab.run_sync(scenario(server, hub))
     assert first == {"type": "notification", "seq": 1, "n": 0}
     assert (code, reason) == (1013, "too slow: 5 notifications were waiting")
+
+
+async def stalled_notifications(server: LabServer, hub: Notifications, then: int) -> bool:
+    """ada connects and stops reading; 4 MB notifications are published until one waits in her inbox (her
+    buffers are full and the writer is stuck in a send), then ``then`` more. Whether every handler ended
+    within 5 s, while ada still reads nothing."""
+    big = "x" * 4_000_000
+
+    async def publish(count: int) -> int:
+        for _ in range(count):
+            hub.publish("ada", {"text": big})
+        return sum(inbox.qsize() for inbox in hub._inboxes.get("ada", []))
+
+    options = {"max_size": None, "ping_interval": None, "compression": None}
+    async with ws_connect(server.ws_url("/ws/notifications/ada"), **options) as ada:
+        ada.transport.pause_reading()
+        for _ in range(30):  # a few are enough to fill the buffers
+            if await server.acall(publish(1)):
+                break
+        await server.acall(publish(then))
+        ended = await asyncio.to_thread(server.wait_idle, 5.0)
+        ada.transport.abort()
+    return ended
+
+
+def test_a_notification_client_that_stops_reading_is_closed_while_its_writer_is_stuck() -> None:
+    hub = Notifications(max_pending=5)
+    with serving(streaming_app(hub=hub)) as server:
+        assert wslab.run_sync(stalled_notifications(server, hub, then=10))
+
+
+def test_a_silent_client_that_stopped_reading_is_closed_though_the_ping_cannot_be_sent() -> None:
+    hub = Notifications()
+    with serving(streaming_app(hub=hub, heartbeat=Heartbeat(interval=0.3, timeout=0.3))) as server:
+        assert wslab.run_sync(stalled_notifications(server, hub, then=0))
 
 
 # -- until_first_done ----------------------------------------------------------------------------------------

@@ -158,6 +158,7 @@ class Inbox(asyncio.Queue[Frame]):
         super().__init__(maxsize)
         self.hub, self.user = hub, user
         self.overflowed = False  # a notification did not fit: the client is too slow
+        self._overflow = asyncio.Event()
 
     def __enter__(self) -> Inbox:
         return self
@@ -172,8 +173,14 @@ class Inbox(asyncio.Queue[Frame]):
             self.put_nowait(frame)
         except asyncio.QueueFull:
             self.overflowed = True
+            self._overflow.set()
             return False
         return True
+
+    async def wait_overflow(self) -> None:
+        """Return once a notification did not fit: the moment the publisher finds out, even while the
+        connection's writer is stuck sending to a client that stopped reading."""
+        await self._overflow.wait()
 
 
 class Notifications:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .feeds import Frame, Notifications, PriceFeed, Subscription
 from .manager import CLOSE_TOO_SLOW
@@ -96,6 +96,17 @@ async def send_json(websocket: WebSocket, frame: Frame) -> bool:
     return True
 
 
+async def _send_within(websocket: WebSocket, frame: Frame, seconds: float | None) -> bool:
+    """:func:`send_json`, but a client that has not read for ``seconds`` (its buffers are full, so the send
+    waits) is too slow: it is closed with 1013, and the answer is False."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await send_json(websocket, frame)
+    except TimeoutError:
+        await _close(websocket, CLOSE_TOO_SLOW, f"too slow: it read nothing for {seconds:g} s")
+        return False
+
+
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
     with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
         async with asyncio.timeout(CLOSE_TIMEOUT):  # a peer that stopped reading must not hold us
@@ -122,8 +133,8 @@ async def receive_json(websocket: WebSocket, heartbeat: Heartbeat | None = None)
                 silent = heartbeat.interval + heartbeat.timeout
                 await _close(websocket, CLOSE_SILENT, f"heartbeat: nothing received for {silent:g} s")
                 return
-            pinged = True
-            if not await send_json(websocket, {"type": "ping"}):
+            pinged = True  # the ping too must not wait for a client that stopped reading
+            if not await _send_within(websocket, {"type": "ping"}, heartbeat.timeout):
                 return
             continue
         pinged = False
@@ -163,13 +174,15 @@ async def stream_prices(websocket: WebSocket, feed: PriceFeed, *, heartbeat: Hea
                         handle: Callable[[Subscription, Any], Frame | None] = handle_price_frame) -> None:
     """Serve ``feed`` on ``websocket`` until the client leaves or goes silent; ``handle`` answers what
     the client sends (:func:`handle_price_frame`, or your own that calls it for what it leaves alone)."""
-    await websocket.accept()
+    patience = None if heartbeat is None else heartbeat.timeout  # for replies to a client that stops reading
+    if websocket.application_state == WebSocketState.CONNECTING:  # not accepted yet (auth may have)
+        await websocket.accept()
     with feed.subscribe(window) as subscription:
 
         async def read() -> None:
             async for frame in receive_json(websocket, heartbeat):
                 reply = handle(subscription, frame)
-                if reply is not None and not await send_json(websocket, reply):
+                if reply is not None and not await _send_within(websocket, reply, patience):
                     return
 
         async def write() -> None:
@@ -183,23 +196,29 @@ async def stream_prices(websocket: WebSocket, feed: PriceFeed, *, heartbeat: Hea
 
 async def stream_notifications(websocket: WebSocket, user: str, hub: Notifications, *,
                                since: int | None = None, heartbeat: Heartbeat | None = Heartbeat()) -> None:
-    """Send ``user`` their notifications on ``websocket`` until the client leaves or goes silent."""
-    await websocket.accept()
+    """Send ``user`` their notifications on ``websocket`` until the client leaves or goes silent; a
+    client whose inbox overflows (it does not read fast enough) is closed with 1013."""
+    patience = None if heartbeat is None else heartbeat.timeout  # for replies to a client that stops reading
+    if websocket.application_state == WebSocketState.CONNECTING:  # not accepted yet (auth may have)
+        await websocket.accept()
     with hub.subscribe(user, since) as inbox:
 
         async def read() -> None:
             async for frame in receive_json(websocket, heartbeat):
                 reply = _heartbeat_reply(frame, "ping or pong")
-                if reply is not None and not await send_json(websocket, reply):
+                if reply is not None and not await _send_within(websocket, reply, patience):
                     return
 
         async def write() -> None:
-            while not inbox.overflowed:  # an overflowed inbox is full, so get() never waits for it
+            while True:
                 if not await send_json(websocket, await inbox.get()):
                     return
+
+        async def watch() -> None:  # acts at once, even while write() is stuck in a send
+            await inbox.wait_overflow()
             await _close(websocket, CLOSE_TOO_SLOW, f"too slow: {inbox.maxsize} notifications were waiting")
 
-        await until_first_done(read(), write())
+        await until_first_done(read(), write(), watch())
 
 
 def streaming_app(feed: PriceFeed | None = None, hub: Notifications | None = None, *,

@@ -43,6 +43,9 @@ async def _frame(client: LabClient, step: str) -> Any:
         raise Mismatch(step, "a frame", f"nothing within {PATIENCE:g} s") from None
     except ConnectionClosed:
         raise Mismatch(step, "a frame", f"the connection closed ({client.close_code})") from None
+    except ValueError as exc:  # text that is not JSON, such as the tutorial's "ping"
+        expected = 'a JSON object such as {"type": "ping"}'
+        raise Mismatch(step, expected, f"text that is not JSON ({exc})") from None
     if not isinstance(frame, dict):
         raise Mismatch(step, "a JSON object", frame)
     return frame
