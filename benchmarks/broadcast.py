@@ -35,11 +35,8 @@ import json
 import logging
 import os
 import resource
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,10 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from subprocess_server import serve_script
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-ROOT = Path(__file__).resolve().parent.parent
 BATCH, IDLE = 50, 5.0  # clients connecting at once; seconds without progress before a wait gives up
 ROUNDS, SETTLE, FANOUT_PAYLOAD = 20, 0.05, 128  # fan-out: messages, pause after each, characters
 STALL_CLIENTS, STALL_MESSAGES, STALL_PAYLOAD = 20, 6000, 1000
@@ -129,28 +126,8 @@ class Server:
 @contextlib.contextmanager
 def server(kind: str) -> Iterator[Server]:
     """A server of this kind ("hardened", "naive" or "bare") in a subprocess, stopped when the block ends."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    command = [sys.executable, str(Path(__file__).resolve()), "--serve", kind, "--port", str(port)]
-    with tempfile.NamedTemporaryFile(prefix=f"broadcast-{kind}-", suffix=".log") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{kind} server did not start:\n{Path(log.name).read_text()[-2000:]}")
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-                    break
-                time.sleep(0.05)
-            yield Server(port, process.pid, Path(log.name))
-        finally:
-            process.terminate()
-            try:
-                process.wait(3)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serve_script(Path(__file__), kind) as (port, pid, log):
+        yield Server(port, pid, log)
 
 
 # -- clients ----------------------------------------------------------------------------------------

@@ -28,10 +28,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -39,9 +35,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from subprocess_server import serve_script
 from websockets.asyncio.client import connect
 
-ROOT = Path(__file__).resolve().parent.parent
 SETTLE = 10.0  # seconds to wait for the handlers of closed connections to end
 NOTIFICATIONS = 10
 UNRETRIEVED = "Task exception was never retrieved"
@@ -108,28 +104,8 @@ class Server:
 @contextlib.contextmanager
 def server(kind: str) -> Iterator[Server]:
     """A server of this kind ("naive" or "hardened") in a subprocess, stopped when the block ends."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    command = [sys.executable, str(Path(__file__).resolve()), "--serve", kind, "--port", str(port)]
-    with tempfile.NamedTemporaryFile(prefix=f"streaming-{kind}-", suffix=".log") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{kind} server did not start:\n{Path(log.name).read_text()[-2000:]}")
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-                    break
-                time.sleep(0.05)
-            yield Server(port, process.pid, Path(log.name))
-        finally:
-            process.terminate()
-            try:
-                process.wait(3)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serve_script(Path(__file__), kind) as (port, pid, log):
+        yield Server(port, pid, log)
 
 
 # -- one measurement -----------------------------------------------------------------------------------------
