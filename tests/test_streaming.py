@@ -346,20 +346,22 @@ def test_a_silent_client_that_stopped_reading_is_closed_though_the_ping_cannot_b
 
 
 # -- until_first_done ----------------------------------------------------------------------------------------
+async def forever(name: str, ended: list[str]) -> None:
+    """Wait until cancelled; note ``name`` in ``ended`` on the way out."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        ended.append(name)
+
+
 def test_until_first_done_cancels_and_awaits_the_others_when_one_returns() -> None:
     ended: list[str] = []
-
-    async def forever(name: str) -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            ended.append(name)
 
     async def soon() -> None:
         await asyncio.sleep(0)
 
     async def scenario() -> int:
-        await until_first_done(forever("a"), soon(), forever("b"))
+        await until_first_done(forever("a", ended), soon(), forever("b", ended))
         return len(asyncio.all_tasks())  # this one only
 
     assert asyncio.run(scenario()) == 1
@@ -369,17 +371,11 @@ def test_until_first_done_cancels_and_awaits_the_others_when_one_returns() -> No
 def test_until_first_done_raises_the_error_of_the_one_that_failed_unwrapped() -> None:
     ended: list[str] = []
 
-    async def forever() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            ended.append("forever")
-
     async def fails() -> None:
         raise KeyError("boom")
 
     with pytest.raises(KeyError, match="boom"):
-        asyncio.run(until_first_done(forever(), fails()))
+        asyncio.run(until_first_done(forever("forever", ended), fails()))
     assert ended == ["forever"]
 
 
@@ -395,14 +391,8 @@ def test_until_first_done_keeps_several_errors_in_a_group() -> None:
 def test_until_first_done_cancelled_from_outside_ends_its_tasks_first() -> None:
     ended: list[str] = []
 
-    async def forever(name: str) -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            ended.append(name)
-
     async def scenario() -> bool:
-        running = asyncio.create_task(until_first_done(forever("a"), forever("b")))
+        running = asyncio.create_task(until_first_done(forever("a", ended), forever("b", ended)))
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         running.cancel()
