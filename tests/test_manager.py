@@ -12,7 +12,7 @@ from fastapi import FastAPI, WebSocket
 
 import wslab
 from wslab import LabServer, Transcript
-from wslab.manager import MAX_FRAME, Client, ConnectionManager, broadcast_app
+from wslab.manager import MAX_FRAME, SURGE, Client, ConnectionManager, broadcast_app
 
 
 @contextlib.contextmanager
@@ -131,6 +131,27 @@ def test_a_client_that_never_reads_is_closed_with_1013_and_the_others_get_every_
     assert after == "bo left the chat"
 
 
+def test_a_burst_larger_than_the_queue_from_clients_that_read_kicks_nobody() -> None:
+    # Every client sends 40 frames at once: far more than max_queue=8 messages reach each queue, but
+    # everyone reads, so nobody's socket is full and nobody is too slow.
+    manager = ConnectionManager(max_queue=8)
+
+    async def scenario(server: LabServer) -> tuple[dict[str, list[str | bytes]], int]:
+        async with chat(server, "ada", "bo", "cy") as team:
+            await asyncio.gather(*(bot.connection.send(f"{name} {number}")
+                                   for name, bot in team.items() for number in range(40)))
+            received = {name: [await bot.recv() for _ in range(120)] for name, bot in team.items()}
+            return received, len(manager)
+
+    with serving(broadcast_app(manager)) as server:
+        received, connected = asyncio.run(scenario(server))
+    assert connected == 3
+    for messages in received.values():
+        for name in ("ada", "bo", "cy"):
+            assert [m for m in messages if m.startswith(f"{name}: ")] == [
+                f"{name}: {name} {number}" for number in range(40)]
+
+
 def test_the_manager_is_empty_after_everyone_leaves(server: LabServer, manager: ConnectionManager) -> None:
     async def scenario() -> int:
         async with chat(server, "ada", "bo", "cy"):
@@ -183,6 +204,28 @@ def test_client_close_delivers_what_is_queued_then_closes_with_the_code() -> Non
     assert received == [f"#{number}" for number in range(100)]
     assert (code, reason) == (4000, "that is all")
     assert server.log.lines("ERROR") == []
+
+
+def test_a_queue_that_grows_to_surge_times_max_queue_is_too_slow_even_if_the_socket_takes_more() -> None:
+    app = FastAPI()
+    accepted: list[bool] = []
+
+    @app.websocket("/ws")
+    async def handler(websocket: WebSocket) -> None:
+        async with Client(websocket, max_queue=8) as client:
+            accepted.extend(client.send(f"#{number}") for number in range(100))  # the writer never runs
+            async for _ in client.messages():
+                pass
+
+    async def scenario(server: LabServer) -> tuple[int | None, str | None]:
+        async with wslab.connect(server, "/ws", transcript=Transcript(live=False)) as ws:
+            return await ws.wait_closed(), ws.close_reason
+
+    with wslab.serve(app, name="t-manager-surge") as server:
+        closed = asyncio.run(scenario(server))
+        assert server.wait_idle(5.0)
+    assert closed == (1013, f"too slow: {SURGE * 8} messages were waiting")
+    assert accepted == [True] * SURGE * 8 + [False] * (100 - SURGE * 8)
 
 
 def test_client_send_takes_text_or_a_dict_and_refuses_anything_else() -> None:

@@ -9,8 +9,12 @@ Here every connection is a :class:`Client` with a bounded outgoing queue drained
 task, so a broadcast only puts text into queues and never waits:
 
 - **Order:** each client receives the messages queued for it in the order they were queued.
-- **A slow client** whose queue fills up is disconnected with close code 1013 ("try again later") and
-  removed; nobody else waits for it or loses a message.
+- **A slow client** is disconnected with close code 1013 ("try again later") and removed once
+  ``max_queue`` messages wait for it while its socket takes no more (it stopped reading, or reads
+  too slowly); nobody else waits for it or loses a message. A burst that the server itself is still
+  fanning out is not the client's fault: its queue may then grow, up to ``SURGE`` times ``max_queue``.
+- **Turns:** a connection's handler takes one frame per turn of the event loop, so writers drain
+  their queues between a busy room's frames.
 - **A dead client** is noticed by its own writer and handler, never by the speaker's.
 - **Cleanup** happens in ``finally``, whatever ended the connection.
 - **Single process.** The clients live in this process's memory: with several worker processes each
@@ -48,7 +52,8 @@ __all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "Client", "ConnectionManager", "br
 
 CLOSE_TOO_SLOW = 1013  # "try again later": the client did not keep up with its messages
 CLOSE_TOO_BIG = 1009  # "message too big"
-MAX_QUEUE = 512  # messages waiting for one client before it counts as too slow
+MAX_QUEUE = 512  # messages waiting for one client whose socket is full before it counts as too slow
+SURGE = 8  # ... or, however fast it reads, SURGE * MAX_QUEUE messages: the server is falling behind
 MAX_FRAME = 64 * 1024  # bytes in one received frame
 CLOSE_TIMEOUT = 1.0  # seconds to let a closing frame reach a client that may not be reading
 
@@ -66,7 +71,9 @@ class Client:
         self.websocket = websocket
         self.max_frame = max_frame
         self.close_timeout = close_timeout
-        self._queue: asyncio.Queue[str] = asyncio.Queue(max_queue)
+        self.max_queue = max_queue
+        self._queue: asyncio.Queue[str] = asyncio.Queue()  # bounded by send(), which knows why
+        self._in_send = False  # the writer is waiting in a send: the socket takes no more for now
         self._writer: asyncio.Task[None] | None = None
         self._handler: asyncio.Task[Any] | None = None
         self._peer_gone = False
@@ -152,27 +159,33 @@ class Client:
                 self.close(CLOSE_TOO_BIG, f"frame too big: {size} bytes, at most {self.max_frame}")
                 return
             yield data
+            # One frame per turn: without this, a handler whose frames are already buffered relays
+            # them all at once, and a burst in a busy room fills every queue before any writer runs.
+            await asyncio.sleep(0)
 
     # -- sending -----------------------------------------------------------------------------------
     def send(self, message: str | Mapping[str, Any]) -> bool:
         """Queue ``message`` (text, or a dict sent as JSON) for this client and return at once. False
-        if the client is closing or gone; if its queue is full the client is too slow and is kicked
-        with code 1013."""
+        if the client is closing or gone. A client that is too slow is kicked with code 1013: one with
+        ``max_queue`` messages waiting while its socket takes no more, or with ``SURGE`` times that."""
         text = _text(message)
         if not self.open:
             return False
-        try:
-            self._queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self.kick(CLOSE_TOO_SLOW, f"too slow: {self._queue.maxsize} messages were waiting")
+        waiting = self._queue.qsize()
+        if waiting >= self.max_queue and (self._in_send or waiting >= SURGE * self.max_queue):
+            self.kick(CLOSE_TOO_SLOW, f"too slow: {waiting} messages were waiting")
             return False
+        self._queue.put_nowait(text)
         return True
 
     async def _write(self) -> None:
         try:
             while True:
                 text = await self._queue.get()
+                # A send waits only when the socket's buffers are full, which is what send() asks.
+                self._in_send = True
                 await self.websocket.send_text(text)
+                self._in_send = False
                 self._queue.task_done()
         except (WebSocketDisconnect, RuntimeError, OSError):
             # The peer is gone (its socket dropped, or it closed first). Its handler receives the
