@@ -1,22 +1,44 @@
 """The ``wslab`` command (also ``python -m wslab``).
 
-    wslab doctor              check that this machine can run the workbook
+    wslab serve [--host H] [--port P] [--passcode X]   serve the complete chat app to a room of learners
+    wslab doctor                                       check that this machine can run the workbook
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import ipaddress
+import os
+import socket
+import sys
 from collections.abc import Sequence
 
-from .doctor import diagnose
+__all__ = ["main", "share_url"]
 
-__all__ = ["main"]
+PASSCODE_ENV = "WSLAB_PASSCODE"
+SECRET_ENV = "WSLAB_SECRET"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wslab", description="The wslab workbook: real-time web programming with FastAPI WebSockets.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve = commands.add_parser(
+        "serve", help="serve the complete chat app (for a room of learners: --host 0.0.0.0)",
+        description="Serve the complete chat app: the chat page at /, POST /token, WS /ws/chat/{room}. "
+                    "By default only this machine can reach it; to let a room of learners join, listen "
+                    "on every interface with --host 0.0.0.0 and set a passcode.",
+        epilog=f"The passcode can also come from ${PASSCODE_ENV}, and the token secret (at least 32 "
+               f"bytes; random if unset) from ${SECRET_ENV}. Stop the server with Ctrl+C.")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="the address to listen on (default 127.0.0.1, this machine only; "
+                            "0.0.0.0 for everyone on the network)")
+    serve.add_argument("--port", type=_port, default=8000,
+                       help="the port to listen on (default 8000; 0 picks a free one)")
+    serve.add_argument("--passcode", type=_passcode, default=os.environ.get(PASSCODE_ENV) or None,
+                       help="a word every learner must give to log in (default: none)")
     doctor = commands.add_parser("doctor", help="check that this machine can run the workbook",
                                  description="Check Python, the packages, and that a server starts here, "
                                              "serves a page and answers a WebSocket client.")
@@ -24,11 +46,118 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: use 1 to 65535") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number: use 1 to 65535")
+    return port
+
+
+def _passcode(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("it is empty: give a word, or leave the option out for no passcode")
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve_room(args.host, args.port, args.passcode)
     if args.command == "doctor":
+        from .doctor import diagnose
+
         diagnosis = diagnose(versions=args.versions)
         print(diagnosis)
         return 0 if diagnosis.ok else 1
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse refuses unknown commands
+
+
+def serve_room(host: str, port: int, passcode: str | None) -> int:
+    """Serve the complete app on ``host``:``port`` until Ctrl+C; return the exit status."""
+    import uvicorn
+
+    from .app import create_app  # imported here: `wslab doctor` need not load the app
+    from .wsprotocol import WebSocketProtocol
+
+    try:
+        sock = _listen(host, port)
+    except OSError as exc:
+        print(f"wslab serve: cannot listen on {host} port {port}: {_why(exc, port)}", file=sys.stderr)
+        return 1
+    try:
+        app = create_app(passcode=passcode, secret=os.environ.get(SECRET_ENV) or None)
+    except ValueError as exc:  # a secret that is too short
+        sock.close()
+        print(f"wslab serve: ${SECRET_ENV}: {exc}", file=sys.stderr)
+        return 1
+    config = uvicorn.Config(app, ws=WebSocketProtocol, log_level="info", timeout_graceful_shutdown=2)
+    url = share_url(host, sock.getsockname()[1])
+    print(f"wslab: the chat app is at {url}", flush=True)
+    if not _loopback(host):
+        print("       share that address with the room; everyone must be on this network.", flush=True)
+        if passcode is None:
+            print("       No passcode: anyone who can reach this machine can join. Add --passcode WORD.",
+                  flush=True)
+    else:
+        print("       only this machine can reach it; for a room of learners use --host 0.0.0.0", flush=True)
+    if passcode is not None:
+        print("       learners log in with the passcode you chose.", flush=True)
+    print("       stop it with Ctrl+C.", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn shuts down cleanly, then passes Ctrl+C on
+        uvicorn.Server(config).run(sockets=[sock])
+    print("wslab: stopped.", flush=True)
+    return 0
+
+
+def share_url(host: str, port: int) -> str:
+    """The address to give learners: this machine's network address when listening on every interface."""
+    if host in ("0.0.0.0", "::", ""):
+        host = _network_address() or "THIS-MACHINES-ADDRESS"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _why(exc: OSError, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"another program is using that port. Stop it, or pick another port: --port {port + 1}"
+    if exc.errno == errno.EACCES:
+        return "not allowed (ports below 1024 need root): use a port such as 8000"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "this machine has no such address: use 127.0.0.1, or 0.0.0.0 for every interface"
+    if isinstance(exc, socket.gaierror):
+        return f"the host name does not resolve ({exc.strerror})"
+    return str(exc)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _network_address() -> str | None:
+    """This machine's first non-loopback IPv4 address, from its own name (sends nothing)."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        return None
+    addresses = [str(info[4][0]) for info in infos]
+    return next((a for a in addresses if not ipaddress.ip_address(a).is_loopback), None)

@@ -36,6 +36,7 @@ __all__ = [
     "MAX_CONTENT",
     "MAX_TOKEN",
     "USER_PATTERN",
+    "Announcement",
     "Auth",
     "ChatMessage",
     "ClientFrame",
@@ -50,6 +51,7 @@ __all__ = [
     "encode",
     "parse",
     "parse_auth",
+    "valid_room",
     "valid_user",
 ]
 
@@ -125,6 +127,13 @@ class Leave(ServerFrame):
     users: list[str]
 
 
+class Announcement(ServerFrame):
+    """From the server itself (the instructor), to everyone in every room: no user can send one."""
+
+    type: Literal["announcement"] = "announcement"
+    content: str
+
+
 class Error(ServerFrame):
     type: Literal["error"] = "error"
     message: str
@@ -146,6 +155,11 @@ def valid_user(name: str) -> bool:
     except ValidationError:
         return False
     return True
+
+
+def valid_room(name: str) -> bool:
+    """Whether ``name`` is a valid room name: the same rule as user names."""
+    return valid_user(name)
 
 
 _user: TypeAdapter[str] = TypeAdapter(UserName)

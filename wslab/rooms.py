@@ -48,12 +48,13 @@ from .protocol import (
     ServerFrame,
     encode,
     parse,
+    valid_room,
     valid_user,
 )
 
 __all__ = ["CLOSE_NAME_TAKEN", "ChatRooms", "Room", "rooms_app"]
 
-CLOSE_NAME_TAKEN = 1008  # policy violation: the name is in use, or is not a valid name
+CLOSE_NAME_TAKEN = 1008  # policy violation: the name is in use, or a user or room name is not valid
 
 
 class Room:
@@ -124,6 +125,9 @@ class ChatRooms:
         async with self._client(websocket) as client:
             if not valid_user(user):
                 client.close(CLOSE_NAME_TAKEN, "not a valid user name: use 1 to 32 letters, digits, _ . -")
+                return
+            if not valid_room(room_name):
+                client.close(CLOSE_NAME_TAKEN, "not a valid room name: use 1 to 32 letters, digits, _ . -")
                 return
             room = self.room(room_name)
             if not room.join(user, client):

@@ -148,8 +148,10 @@ class Login(BaseModel):
     passcode: str | None = None
 
 
-def secure_app(rooms: SecureRooms | None = None, *, passcode: str | None = None) -> FastAPI:
-    """Chapter 04's chat: ``POST /token`` to log in, then ``/chat/{room}`` with first-message auth.
+def secure_app(rooms: SecureRooms | None = None, *, passcode: str | None = None,
+               path: str = "/chat/{room}") -> FastAPI:
+    """Chapter 04's chat: ``POST /token`` to log in, then ``path`` (``/chat/{room}``) with first-message
+    auth.
 
     ``passcode``, if set, must come with every login (a server shared by a room of learners).
     """
@@ -167,7 +169,7 @@ def secure_app(rooms: SecureRooms | None = None, *, passcode: str | None = None)
                                      "digits, _ . - (and a name this server knows)")
         return {"access_token": rooms.tokens.issue(login.username), "token_type": "bearer"}
 
-    @app.websocket("/chat/{room}")
+    @app.websocket(path)
     async def chat(websocket: WebSocket, room: str) -> None:
         await rooms.serve(websocket, room)
 

@@ -1,0 +1,197 @@
+"""The complete app (wslab.app): the chapters' pieces together, held to DESIGN.md's contract."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+import wslab
+import wslab.app
+from wslab import LabClient, LabServer, Transcript
+from wslab.app import AppRooms, create_app
+
+
+@pytest.fixture
+def app() -> FastAPI:
+    return create_app(auth_timeout=1.0)
+
+
+@pytest.fixture
+def server(app: FastAPI) -> Iterator[LabServer]:
+    with wslab.serve(app, name="t-app") as running:
+        yield running
+        assert running.wait_idle(5.0)
+    assert running.log.lines("ERROR") == []
+
+
+def rooms_of(app: FastAPI) -> AppRooms:
+    rooms: AppRooms = app.state.rooms
+    return rooms
+
+
+@contextlib.asynccontextmanager
+async def joined(server: LabServer, app: FastAPI, room: str, *users: str) -> AsyncIterator[list[LabClient]]:
+    """``users`` logged in to ``room`` one after the other, each having seen everyone's join."""
+    quiet = Transcript(live=False)
+    async with contextlib.AsyncExitStack() as stack:
+        clients: list[LabClient] = []
+        for user in users:
+            client = await stack.enter_async_context(
+                wslab.connect(server, f"/ws/chat/{room}", name=user, transcript=quiet))
+            await client.send({"type": "auth", "token": rooms_of(app).tokens.issue(user)})
+            clients.append(client)
+            for each in clients:
+                assert (await each.recv_json())["user"] == user
+        yield clients
+
+
+def test_a_flood_is_closed_with_1008_and_the_others_keep_chatting(server: LabServer, app: FastAPI) -> None:
+    async def scenario() -> tuple[int, int | None, str | None, object]:
+        async with joined(server, app, "lobby", "ada", "bo") as (ada, bo):
+            for n in range(60):
+                await ada.send({"type": "message", "content": f"spam {n}"})
+            code = await ada.wait_closed(5.0)
+            received = 0
+            while (await bo.recv_json())["type"] == "message":
+                received += 1
+            await bo.send({"type": "message", "content": "still here"})
+            return received, code, ada.close_reason, await bo.recv_json()
+
+    received, code, reason, last = wslab.run_sync(scenario())
+    assert received == 20  # the burst went through; then the connection closed
+    assert (code, reason) == (1008, "too many messages: at most 20 at once, then 5 per second")
+    assert last == {"type": "message", "user": "bo", "content": "still here"}
+
+
+def test_the_rate_limit_counts_per_connection_and_can_be_set(server: LabServer) -> None:
+    app = create_app(rate=1000, burst=100)
+    with wslab.serve(app, name="t-app-fast") as fast:
+        async def scenario() -> int:
+            async with joined(fast, app, "lobby", "ada") as (ada,):
+                for n in range(100):
+                    await ada.send({"type": "message", "content": f"m{n}"})
+                return sum([(await ada.recv_json())["content"] == f"m{n}" for n in range(100)])
+
+        assert wslab.run_sync(scenario()) == 100
+
+
+def test_bad_input_gets_an_error_frame_and_the_connection_stays(server: LabServer, app: FastAPI) -> None:
+    async def scenario() -> list[object]:
+        async with joined(server, app, "lobby", "ada") as (ada,):
+            replies = []
+            for bad in ("not json", b"\x00binary", '{"type": "shout", "content": "hi"}'):
+                await ada.connection.send(bad)
+                replies.append((await ada.recv_json())["type"])
+            await ada.send({"type": "message", "content": "fine"})
+            replies.append(await ada.recv_json())
+            return replies
+
+    assert wslab.run_sync(scenario()) == ["error", "error", "error",
+                                          {"type": "message", "user": "ada", "content": "fine"}]
+
+
+def test_a_second_login_as_the_same_user_is_refused_and_steals_nothing(server: LabServer,
+                                                                      app: FastAPI) -> None:
+    async def scenario() -> tuple[int | None, str | None, object]:
+        async with joined(server, app, "lobby", "ada", "bo") as (ada, bo):
+            async with wslab.connect(server, "/ws/chat/lobby", transcript=Transcript(live=False)) as twin:
+                await twin.send({"type": "auth", "token": rooms_of(app).tokens.issue("ada")})
+                code = await twin.wait_closed(5.0)
+            await bo.send({"type": "private", "to": "ada", "content": "psst"})
+            return code, twin.close_reason, await ada.recv_json()
+
+    code, reason, private = wslab.run_sync(scenario())
+    assert (code, reason) == (1008, "the name 'ada' is already taken in this room")
+    assert private == {"type": "private", "from": "bo", "to": "ada", "content": "psst"}
+
+
+@pytest.mark.parametrize("room", ["a" * 33, "lobby room", "<b>"])
+def test_an_invalid_room_name_is_refused_with_1008(server: LabServer, app: FastAPI, room: str) -> None:
+    async def scenario() -> tuple[int | None, str | None]:
+        path = f"/ws/chat/{httpx.URL('http://x/').copy_with(path='/' + room).raw_path.decode()[1:]}"
+        async with wslab.connect(server, path, transcript=Transcript(live=False)) as client:
+            await client.send({"type": "auth", "token": rooms_of(app).tokens.issue("ada")})
+            return await client.wait_closed(5.0), client.close_reason
+
+    assert wslab.run_sync(scenario()) == (1008, "not a valid room name: use 1 to 32 letters, digits, _ . -")
+
+
+def test_an_announcement_reaches_every_room(server: LabServer, app: FastAPI) -> None:
+    async def scenario() -> tuple[int, list[object]]:
+        async with joined(server, app, "lobby", "ada", "bo") as lobby, \
+                joined(server, app, "kitchen", "cy") as kitchen:
+            count = await server.acall(rooms_of(app).announce("Break: back at 10:30"))
+            return count, [await client.recv_json() for client in (*lobby, *kitchen)]
+
+    count, frames = wslab.run_sync(scenario())
+    assert count == 3
+    assert frames == [{"type": "announcement", "content": "Break: back at 10:30"}] * 3
+
+
+def test_an_empty_announcement_is_a_clear_error(server: LabServer, app: FastAPI) -> None:
+    with pytest.raises(ValueError, match="an announcement has 1 to 2000 characters, not 0"):
+        server.call(rooms_of(app).announce(""))
+
+
+def test_status_lists_the_rooms_busiest_first(server: LabServer, app: FastAPI) -> None:
+    async def scenario() -> object:
+        async with joined(server, app, "lobby", "ada"), joined(server, app, "kitchen", "bo", "cy"), \
+                httpx.AsyncClient(base_url=server.url) as http:
+            return (await http.get("/status")).json()
+
+    assert wslab.run_sync(scenario()) == {
+        "passcode_required": False,
+        "rooms": [{"room": "kitchen", "users": 2}, {"room": "lobby", "users": 1}],
+    }
+
+
+def test_the_page_is_served_and_login_needs_the_passcode_when_there_is_one() -> None:
+    with wslab.serve(create_app(passcode="owl"), name="t-app-pass") as server, \
+            httpx.Client(base_url=server.url, timeout=5) as http:
+        page = http.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert http.get("/status").json()["passcode_required"] is True
+        refused = http.post("/token", json={"username": "ada", "passcode": "cat"})
+        assert refused.status_code == 401
+        assert refused.json() == {"detail": "wrong or missing passcode: ask the instructor for it"}
+        login = http.post("/token", json={"username": "ada", "passcode": "owl"}).json()
+        assert login["token_type"] == "bearer"
+        # The token never shows up in the server's log.
+        assert login["access_token"] not in "\n".join(server.log.lines())
+
+
+def test_a_cross_site_page_is_refused(server: LabServer) -> None:
+    async def scenario() -> str:
+        try:
+            await wslab.connect(server, "/ws/chat/lobby", transcript=Transcript(live=False),
+                                origin="http://evil.example")
+        except Exception as exc:  # the handshake is refused: the client says how
+            return str(exc)
+        return "accepted"
+
+    assert "403" in wslab.run_sync(scenario())
+
+
+def test_options_and_passcode_are_checked_when_the_app_is_made() -> None:
+    with pytest.raises(ValueError, match="the passcode is empty"):
+        create_app(passcode="")
+    with pytest.raises(ValueError, match="a rate limit needs rate > 0"):
+        create_app(rate=0)
+
+
+def test_uvicorn_wslab_app_app_is_made_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSLAB_PASSCODE", "owl")
+    vars(wslab.app).pop("app", None)
+    try:
+        made = wslab.app.app
+        assert wslab.app.app is made  # made once
+        with wslab.serve(made, name="t-app-env") as server, httpx.Client(base_url=server.url) as http:
+            assert http.get("/status").json()["passcode_required"] is True
+    finally:
+        vars(wslab.app).pop("app", None)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        _ = wslab.app.nope  # type: ignore[attr-defined]

@@ -1,0 +1,137 @@
+"""The complete chat app: what a workshop ends with, and what an instructor serves to the whole room.
+
+Nothing here is new: it is the chapters' reference code put together.
+
+- **Rooms** with presence lists and private messages (chapter 03, :class:`~wslab.rooms.ChatRooms`);
+- **who you are** comes from a token sent as the first frame, never from the URL, and pages from
+  other sites are refused (chapter 04, :class:`~wslab.secure_rooms.SecureRooms`);
+- **bad input** gets an ``error`` frame, a frame over 64 KB closes with 1009, and a client that stops
+  reading is closed with 1013 once 512 messages wait for it (chapters 02 and 03);
+- **a flood** closes with 1008 (:class:`~wslab.ratelimit.RateLimit`: 20 frames at once, then 5 a
+  second);
+- **the instructor** can send an ``announcement`` frame to everyone in every room
+  (:meth:`AppRooms.announce`, run on the server's loop: ``server.call(rooms.announce("Break!"))``).
+
+Its routes (the wire protocol is in :mod:`wslab.protocol`):
+
+- ``GET /``: the browser chat page;
+- ``GET /status``: ``{"passcode_required": bool, "rooms": [{"room": "lobby", "users": 3}, ...]}``;
+- ``POST /token``: ``{"username": "ada", "passcode": ...}`` → ``{"access_token": ..., "token_type":
+  "bearer"}``, a workshop login that believes the name it is given;
+- ``WS /ws/chat/{room}``: the chat, first frame ``{"type": "auth", "token": ...}``.
+
+Serve it with ``wslab serve`` (which prints the address to share), ``wslab.serve(create_app())`` in a
+notebook, or ``uvicorn wslab.app:app``. The module-level ``app`` is made when first used, from
+``WSLAB_PASSCODE`` and ``WSLAB_SECRET`` (the token secret, at least 32 bytes; random if unset) in the
+environment. Under
+plain uvicorn the close sent to a client that stopped reading waits until it reads; ``wslab serve``
+and ``wslab.serve`` run :class:`~wslab.wsprotocol.WebSocketProtocol`, which does not wait.
+
+One process: the rooms live in its memory (chapter 08 spreads them over processes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from .auth import CLOSE_POLICY, Tokens
+from .manager import Client
+from .pages import page
+from .protocol import MAX_CONTENT, Announcement
+from .ratelimit import BURST, RATE, RateLimit
+from .rooms import Room
+from .secure_rooms import SecureRooms, secure_app
+
+__all__ = ["AppRooms", "app", "create_app"]
+
+
+class AppRooms(SecureRooms):
+    """:class:`~wslab.secure_rooms.SecureRooms` with a rate limit per connection and announcements.
+
+    ``rate`` and ``burst``: each connection may send ``burst`` frames at once, then ``rate`` frames a
+    second; beyond that it is closed with 1008. Other keyword arguments are
+    :class:`~wslab.secure_rooms.SecureRooms`'s.
+    """
+
+    def __init__(self, tokens: Tokens, *, rate: float = RATE, burst: int = BURST, **options: Any) -> None:
+        RateLimit(rate, burst)  # refuse a bad limit now, not at the first connection
+        super().__init__(tokens, **options)
+        self.rate = rate
+        self.burst = burst
+        self._limits: dict[Client, RateLimit] = {}
+
+    def joined(self, room: Room, user: str, client: Client) -> None:
+        super().joined(room, user, client)
+        self._limits[client] = RateLimit(self.rate, self.burst)
+
+    def left(self, room: Room, user: str, client: Client) -> None:
+        super().left(room, user, client)
+        self._limits.pop(client, None)
+
+    def handle(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        """Every frame counts against the sender's rate limit; over it, the connection closes with 1008."""
+        limit = self._limits[client]
+        if not limit.take():
+            client.close(CLOSE_POLICY, limit.reason)
+            return
+        super().handle(room, user, client, data)
+
+    async def announce(self, content: str) -> int:
+        """Send ``content`` to everyone in every room as an ``announcement``; return how many it was
+        queued for. It runs on the server's loop: from a cell, ``server.call(rooms.announce("..."))``.
+        (Nothing in it waits: it is ``async`` so that it can only run on the server's loop.)"""
+        if not content or len(content) > MAX_CONTENT:
+            raise ValueError(f"an announcement has 1 to {MAX_CONTENT} characters, not {len(content)}")
+        frame = Announcement(content=content)
+        rooms = tuple(self.rooms.values())
+        for room in rooms:
+            room.broadcast(frame)
+        return sum(len(room.members) for room in rooms)
+
+    def status(self) -> list[dict[str, Any]]:
+        """The rooms in use and how many people are in each, busiest first."""
+        counts = [{"room": name, "users": len(room.members)} for name, room in self.rooms.items()]
+        return sorted(counts, key=lambda entry: (-entry["users"], entry["room"]))
+
+
+def create_app(*, passcode: str | None = None, secret: str | None = None,
+               origins: Collection[str] | None = None, **options: Any) -> FastAPI:
+    """A new complete chat app (its rooms are ``app.state.rooms``, an :class:`AppRooms`).
+
+    ``passcode``: if set, every login must give it (a server shared by a room of learners).
+    ``secret``: signs the tokens (random if unset; several processes need the same one).
+    ``origins``: the web pages allowed to connect (default: this server's own pages).
+    Other keyword arguments (``rate``, ``burst``, ``max_queue``, ``max_frame``, ``auth_timeout``)
+    go to :class:`AppRooms`.
+    """
+    if passcode == "":
+        raise ValueError("the passcode is empty: give one, or None for no passcode")
+    rooms = AppRooms(Tokens(secret), origins=origins, **options)
+    chat = secure_app(rooms, passcode=passcode, path="/ws/chat/{room}")
+
+    @chat.get("/", response_class=HTMLResponse)
+    async def index() -> str:
+        return page("chat")
+
+    @chat.get("/status")
+    async def status() -> dict[str, Any]:
+        return {"passcode_required": passcode is not None, "rooms": rooms.status()}
+
+    return chat
+
+
+app: FastAPI  # what ``uvicorn wslab.app:app`` serves: made on first use, configured from the environment
+
+
+def __getattr__(name: str) -> Any:
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    made = create_app(passcode=os.environ.get("WSLAB_PASSCODE") or None,
+                      secret=os.environ.get("WSLAB_SECRET") or None)
+    globals()["app"] = made
+    return made
