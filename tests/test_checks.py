@@ -24,12 +24,14 @@ from wslab.checks import (
     check_heartbeat,
     check_history,
     check_no_echo,
+    check_reactions,
     check_reverse,
     check_room_permissions,
     check_shout,
     check_since,
     check_sum,
     check_symbols,
+    check_typing,
     check_who,
 )
 from wslab.student import has_solution, stub_solutions
@@ -48,6 +50,8 @@ EXERCISES: dict[str, tuple[str, str, Callable[[Any], CheckResult]]] = {
     "symbols": ("05_streaming", "symbols_app", check_symbols),
     "since": ("05_streaming", "since_app", check_since),
     "heartbeat": ("05_streaming", "alive_app", check_heartbeat),
+    "typing": ("06_complete_app", "typing_app", check_typing),
+    "reactions": ("06_complete_app", "reactions_app", check_reactions),
 }
 
 
@@ -59,7 +63,10 @@ def answer_app(notebook: str, app_name: str, *, stub: bool = False) -> Any:
     assert len(cells) == 1, f"expected one answer cell defining {app_name}"
     namespace: dict[str, Any] = {"FastAPI": FastAPI, "WebSocket": WebSocket,
                                  "WebSocketDisconnect": WebSocketDisconnect, "json": json, "wslab": wslab}
-    exec(stub_solutions(cells[0]) if stub else cells[0], namespace)
+    source = stub_solutions(cells[0]) if stub else cells[0]
+    # dont_inherit: run the cell as a notebook would, without this module's `from __future__ import
+    # annotations` (a pydantic model in the cell needs real annotations).
+    exec(compile(source, f"<{notebook} answer>", "exec", dont_inherit=True), namespace)
     return namespace[app_name]
 
 

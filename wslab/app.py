@@ -73,12 +73,21 @@ class AppRooms(SecureRooms):
         super().left(room, user, client)
         self._limits.pop(client, None)
 
+    hooks = (*SecureRooms.hooks, "relay")
+
     def handle(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
-        """Every frame counts against the sender's rate limit; over it, the connection closes with 1008."""
+        """Every frame counts against the sender's rate limit; over it, the connection closes with 1008.
+        Within it, the frame goes to :meth:`relay`."""
         limit = self._limits[client]
         if not limit.take():
             client.close(CLOSE_POLICY, limit.reason)
             return
+        self.relay(room, user, client, data)
+
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        """Act on one frame that is within the rate limit: chat, a private message, a token renewal, or
+        an ``error`` frame. The hook for new kinds of frame (chapter 06's exercises): handle yours,
+        pass the rest to ``super().relay(...)``."""
         super().handle(room, user, client, data)
 
     async def announce(self, content: str) -> int:
@@ -100,18 +109,20 @@ class AppRooms(SecureRooms):
 
 
 def create_app(*, passcode: str | None = None, secret: str | None = None,
-               origins: Collection[str] | None = None, **options: Any) -> FastAPI:
+               origins: Collection[str] | None = None, rooms_type: type[AppRooms] = AppRooms,
+               **options: Any) -> FastAPI:
     """A new complete chat app (its rooms are ``app.state.rooms``, an :class:`AppRooms`).
 
     ``passcode``: if set, every login must give it (a server shared by a room of learners).
     ``secret``: signs the tokens (random if unset; several processes need the same one).
     ``origins``: the web pages allowed to connect (default: this server's own pages).
+    ``rooms_type``: :class:`AppRooms` or a subclass of it (chapter 06's exercises).
     Other keyword arguments (``rate``, ``burst``, ``max_queue``, ``max_frame``, ``auth_timeout``)
     go to :class:`AppRooms`.
     """
     if passcode == "":
         raise ValueError("the passcode is empty: give one, or None for no passcode")
-    rooms = AppRooms(Tokens(secret), origins=origins, **options)
+    rooms = rooms_type(Tokens(secret), origins=origins, **options)
     chat = secure_app(rooms, passcode=passcode, path="/ws/chat/{room}")
 
     @chat.get("/", response_class=HTMLResponse)

@@ -49,6 +49,7 @@ __all__ = [
     "ProtocolError",
     "ServerFrame",
     "encode",
+    "frame_type",
     "parse",
     "parse_auth",
     "valid_room",
@@ -177,6 +178,16 @@ def parse(data: str | bytes) -> ChatMessage | PrivateMessage:
         return _client_frame.validate_python(raw)
     except ValidationError as exc:
         raise ProtocolError(_explain(exc)) from None
+
+
+def frame_type(data: str | bytes) -> Any:
+    """The ``type`` of a frame that is a JSON object, without validating the rest; None for anything
+    else. For choosing who handles a frame, before that handler validates it."""
+    try:
+        frame = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return frame.get("type") if isinstance(frame, dict) else None
 
 
 def parse_auth(data: str | bytes) -> Auth:

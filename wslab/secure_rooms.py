@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 from collections.abc import Collection
 from typing import Any
 
@@ -40,7 +39,7 @@ from .auth import (
     refuse,
 )
 from .manager import Client, fit_reason
-from .protocol import Error, ProtocolError, encode, parse_auth
+from .protocol import Error, ProtocolError, encode, frame_type, parse_auth
 from .rooms import ChatRooms, Room
 
 __all__ = ["Login", "SecureRooms", "identity_of", "secure_app"]
@@ -104,7 +103,7 @@ class SecureRooms(ChatRooms):
         """A fresh auth frame renews the connection's token (silently; an ``error`` frame if it is
         refused, and a close with 1008 if the new token no longer allows this room); everything else is
         chat."""
-        if _frame_type(data) != "auth":
+        if frame_type(data) != "auth":
             super().handle(room, user, client, data)  # chat, or an error frame saying what is wrong
             return
         try:
@@ -131,14 +130,6 @@ class SecureRooms(ChatRooms):
         delay = max(0.0, identity_of(client).expires_in)
         self._expiry[client] = asyncio.get_running_loop().call_later(
             delay, client.kick, CLOSE_POLICY, "token expired: log in again")
-
-
-def _frame_type(data: str | bytes) -> Any:
-    try:
-        frame = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    return frame.get("type") if isinstance(frame, dict) else None
 
 
 class Login(BaseModel):

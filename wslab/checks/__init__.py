@@ -1,5 +1,6 @@
 """Exercise checks: each ``check_*`` serves the learner's app, drives it and returns a verdict."""
 
+from .app import check_reactions, check_typing
 from .auth import check_announce, check_room_permissions
 from .broadcast import check_count, check_no_echo
 from .echo import check_reverse, check_shout, check_sum
@@ -14,11 +15,13 @@ __all__ = [
     "check_heartbeat",
     "check_history",
     "check_no_echo",
+    "check_reactions",
     "check_reverse",
     "check_room_permissions",
     "check_shout",
     "check_since",
     "check_sum",
     "check_symbols",
+    "check_typing",
     "check_who",
 ]
