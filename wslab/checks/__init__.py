@@ -7,6 +7,7 @@ from .echo import check_reverse, check_shout, check_sum
 from .result import CheckResult
 from .rooms import check_history, check_who
 from .streaming import check_heartbeat, check_since, check_symbols
+from .testing import check_leave_test, check_private_test, check_sender_test
 
 __all__ = [
     "CheckResult",
@@ -14,10 +15,13 @@ __all__ = [
     "check_count",
     "check_heartbeat",
     "check_history",
+    "check_leave_test",
     "check_no_echo",
+    "check_private_test",
     "check_reactions",
     "check_reverse",
     "check_room_permissions",
+    "check_sender_test",
     "check_shout",
     "check_since",
     "check_sum",
