@@ -10,6 +10,7 @@ def test_diagnose_passes_on_this_machine_and_names_no_versions() -> None:
     text = str(result)
     assert "✔ an in-kernel server starts and a client connects" in text
     assert "✔ the browser page loads over HTTP" in text
+    assert "✔ a headless Chromium opens the page and it talks over WebSocket" in text
     assert text.endswith("All set: this machine can run the workbook.")
     from importlib.metadata import version
 
@@ -44,3 +45,11 @@ def test_a_failed_finding_makes_the_whole_diagnosis_fail() -> None:
     diagnosis = Diagnosis([Finding(True, "fine"), Finding(False, "broken", "mend it")])
     assert not diagnosis.ok
     assert str(diagnosis).splitlines()[-1].startswith("Some checks failed")
+
+
+def test_a_missing_chromium_is_a_failure_that_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSLAB_CHROMIUM", "/nonexistent/chromium")
+    result = diagnose()
+    assert not result.ok
+    assert "✘ no Chromium for the browser parts (chapters 06 and 07)\n    Fix: $WSLAB_CHROMIUM is " in str(result)
+    assert "✔ an in-kernel server starts and a client connects" in str(result)  # the rest still ran

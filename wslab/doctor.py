@@ -15,9 +15,10 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
-from .client import exchange
+from .browser import BrowserMissing, launch
+from .client import exchange, run_sync
 from .echo import echo_app
-from .server import serve
+from .server import LabServer, serve
 
 __all__ = ["Diagnosis", "Finding", "diagnose"]
 
@@ -106,11 +107,36 @@ def check_server() -> list[Finding]:
         except Exception as exc:
             findings.append(Finding(False, f"a client cannot connect: {exc}",
                                     "allow local connections to 127.0.0.1 (proxy settings, firewall)."))
+        findings.append(check_browser(server))
     return findings
 
 
+async def _echo_in_browser(server: LabServer) -> str | None:
+    async with await launch() as browser:
+        page = await browser.new_page()
+        await page.goto(server.url)
+        reply = page.locator("#log li.in").first  # the page sends "Hello Server!" once connected
+        await reply.wait_for(timeout=15_000)
+        return await reply.text_content()
+
+
+def check_browser(server: LabServer) -> Finding:
+    """A headless Chromium opens the echo page, whose JavaScript connects and gets its echo back."""
+    try:
+        shown = run_sync(_echo_in_browser(server), timeout=60)
+    except BrowserMissing as exc:  # its message says how to get one
+        return Finding(False, "no Chromium for the browser parts (chapters 06 and 07)", str(exc))
+    except Exception as exc:
+        return Finding(False, f"the page did not work in a headless Chromium: {str(exc).splitlines()[0]}",
+                       "restart the kernel and run this again; if it persists, run `wslab doctor` in a "
+                       "terminal and show the instructor what it says.")
+    return Finding(shown == "← Hello Server!", "a headless Chromium opens the page and it talks over WebSocket",
+                   f"the page showed {shown!r} instead of the echo: is a proxy rewriting local pages?")
+
+
 def diagnose(*, versions: bool = False) -> Diagnosis:
-    """Check Python, the packages, and that a server starts, a page loads and a client connects.
+    """Check Python, the packages, that a server starts, a page loads and a client connects, and that a
+    headless Chromium runs the page.
 
     ``versions=True`` adds the installed version numbers (which differ between machines).
     """
