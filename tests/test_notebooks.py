@@ -1,6 +1,9 @@
-"""Notebook conventions nbval does not check: each notebook runs twice in a row in one kernel (a learner
-pressing "Run all" again) with no error but the ones it shows on purpose, stops every server it started,
-pairs every answer cell with a check, and opens with what it teaches."""
+"""Notebook conventions nbval does not check, and the student copies.
+
+Each chapter runs in one kernel right after its student copy: the student copy must run top to bottom
+with every check saying "not done yet", then the chapter must run again in the same kernel (a learner
+pressing "Run all" a second time) with no error but the ones it shows on purpose, and stop every server
+it started. Every answer cell is followed by a check, and each chapter opens with what it teaches."""
 
 from __future__ import annotations
 
@@ -11,29 +14,49 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from wslab.student import has_solution
+from wslab.student import has_solution, student_copies
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ROOT = Path(__file__).parent.parent / "notebooks"
+NOTEBOOKS = sorted(ROOT.glob("[0-9][0-9]_*.ipynb"))
+STUDENT = ROOT / "student"
+
+
+def test_the_committed_student_copies_match_their_chapters() -> None:
+    found = student_copies(ROOT, STUDENT, write=False)
+    assert found.up_to_date, (f"student copies out of date: {found.changed + found.stray}; "
+                              "run `wslab student` and commit notebooks/student")
+
+
+def checks_after_stubs(cells: list[nbformat.NotebookNode]) -> list[nbformat.NotebookNode]:
+    return [following for answer, following in zip(cells, cells[1:], strict=False)
+            if "# YOUR CODE HERE" in answer.source]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_run_all_twice_in_one_kernel(path: Path, tmp_path: Path) -> None:
-    nb = nbformat.read(path, as_version=4)
-    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+def test_the_student_copy_then_the_chapter_run_in_one_kernel(path: Path, tmp_path: Path) -> None:
+    student = [c for c in nbformat.read(STUDENT / path.name, as_version=4).cells if c.cell_type == "code"]
+    chapter = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
     check = nbformat.v4.new_code_cell("import wslab; print(wslab.running_servers())")
-    nb.cells = [nbformat.from_dict(dict(cell)) for cell in code + code] + [check]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.from_dict(dict(cell)) for cell in student + chapter] + [check]
     for number, cell in enumerate(nb.cells):
         cell.id = f"run-{number}"
-    doubled = tmp_path / path.name
-    nbformat.write(nb, doubled)
+    both = tmp_path / path.name
+    nbformat.write(nb, both)
     # nbconvert stops at an error in any cell not tagged raises-exception, and owns its kernel.
     result = subprocess.run(
         [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
-         "--ExecutePreprocessor.timeout=120", str(doubled)],
-        capture_output=True, text=True, timeout=600, cwd=path.parent)
+         "--ExecutePreprocessor.timeout=120", str(both)],
+        capture_output=True, text=True, timeout=600, cwd=STUDENT)
     assert result.returncode == 0, result.stderr[-3000:]
-    last = nbformat.read(doubled, as_version=4).cells[-1]
-    assert last.outputs[0]["text"] == "[]\n", "the notebook's last cell should stop every server"
+    ran = nbformat.read(both, as_version=4).cells
+    checks = checks_after_stubs(ran[:len(student)])
+    assert len(checks) == sum(has_solution(cell.source) for cell in chapter)
+    for cell in checks:
+        shown = "".join(output.get("text", "") or output.get("data", {}).get("text/plain", "")
+                        for output in cell.outputs)
+        assert "not done yet" in shown and "Hint:" in shown, f"{cell.source}\nshowed:\n{shown}"
+    assert ran[-1].outputs[0]["text"] == "[]\n", "the notebook's last cell should stop every server"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

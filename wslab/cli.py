@@ -2,6 +2,7 @@
 
     wslab serve [--host H] [--port P] [--passcode X]   serve the complete chat app to a room of learners
     wslab doctor                                       check that this machine can run the workbook
+    wslab student [--check]                            make the student copies of the chapters
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main", "share_url"]
 
@@ -43,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Check Python, the packages, and that a server starts here, "
                                              "serves a page and answers a WebSocket client.")
     doctor.add_argument("--versions", action="store_true", help="also show the installed versions")
+    student = commands.add_parser(
+        "student", help="make the student copies of the chapters (answers left out)",
+        description="Write the student copy of every chapter: each exercise answer becomes a stub, cells "
+                    "tagged 'instructor' are left out, outputs are cleared.")
+    student.add_argument("--chapters", type=Path, default=Path("notebooks"),
+                         help="the folder of chapter notebooks (default: notebooks)")
+    student.add_argument("--out", type=Path, help="where the copies go (default: CHAPTERS/student)")
+    student.add_argument("--check", action="store_true",
+                         help="write nothing; exit 1 if a copy is missing or differs from its chapter")
     return parser
 
 
@@ -73,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         diagnosis = diagnose(versions=args.versions)
         print(diagnosis)
         return 0 if diagnosis.ok else 1
+    if args.command == "student":
+        return make_student_copies(args.chapters, args.out or args.chapters / "student", check=args.check)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse refuses unknown commands
 
 
@@ -110,6 +123,34 @@ def serve_room(host: str, port: int, passcode: str | None) -> int:
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn shuts down cleanly, then passes Ctrl+C on
         uvicorn.Server(config).run(sockets=[sock])
     print("wslab: stopped.", flush=True)
+    return 0
+
+
+def make_student_copies(chapters: Path, out: Path, *, check: bool) -> int:
+    """Write (or with ``check``, compare) the student copies; return the exit status."""
+    from .student import student_copies  # imported here: nbformat is only needed for this command
+
+    try:
+        found = student_copies(chapters, out, write=not check)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"wslab student: {exc}", file=sys.stderr)
+        return 1
+    if check:
+        for path in found.changed:
+            print(f"wslab student: {path} is missing or differs from its chapter")
+        for path in found.stray:
+            print(f"wslab student: {path} matches no chapter")
+        if not found.up_to_date:
+            print(f"wslab student: run `wslab student` to make them again, then commit {out}")
+            return 1
+        print(f"wslab student: the student copies in {out} match their chapters")
+        return 0
+    for path in found.changed:
+        print(f"wslab student: wrote {path}")
+    for path in found.stray:
+        print(f"wslab student: removed {path} (no such chapter)")
+    if found.up_to_date:
+        print(f"wslab student: the student copies in {out} were already up to date")
     return 0
 
 
