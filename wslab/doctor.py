@@ -130,7 +130,8 @@ def check_browser(server: LabServer) -> Finding:
         return Finding(False, f"the page did not work in a headless Chromium: {str(exc).splitlines()[0]}",
                        "restart the kernel and run this again; if it persists, run `wslab doctor` in a "
                        "terminal and show the instructor what it says.")
-    return Finding(shown == "← Hello Server!", "a headless Chromium opens the page and it talks over WebSocket",
+    return Finding(shown == "← Hello Server!",
+                   "a headless Chromium opens the page and it talks over WebSocket",
                    f"the page showed {shown!r} instead of the echo: is a proxy rewriting local pages?")
 
 
