@@ -7,6 +7,7 @@ built here rather than through ``asyncio.run`` so that it still works after ``ne
 
     >>> server = serve(app, name="echo")      # returns once the server is listening
     >>> server.ws_url("/ws")                  # 'ws://127.0.0.1:<port>/ws'
+    >>> server.browser_url                    # what to show a browser (proxied on JupyterHub and Binder)
     >>> server.stop()                         # idempotent; frees the port
 
 Serving again under the same name stops the previous server first, so re-running a cell never fails
@@ -30,6 +31,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from .exceptions import AppStartupError, PortInUseError, ServerStartError, ServerStopped, ServerTimeoutError
+from .proxy import browser_url
 from .serverlog import ServerLog, attach, detach
 from .sessions import SessionTracker
 from .wsprotocol import WebSocketProtocol
@@ -126,6 +128,13 @@ class LabServer:
     def url(self) -> str:
         """The server's HTTP address, for example ``http://127.0.0.1:41234``."""
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def browser_url(self) -> str:
+        """The address a browser should open: ``http://127.0.0.1:<port>/`` on a laptop, the proxied path
+        (``/user/<name>/proxy/<port>/``) on JupyterHub or Binder; see :mod:`wslab.proxy`. Code in the
+        kernel (clients, a headless browser, tests) uses :attr:`url`."""
+        return browser_url(self.port)
 
     def ws_url(self, path: str = "/") -> str:
         """The WebSocket address of ``path`` on this server, for example ``ws://127.0.0.1:41234/ws``."""
