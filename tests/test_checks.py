@@ -399,3 +399,46 @@ def test_history_shared_by_every_room_fails() -> None:
 
     result = check_history(rooms_app(OneHistory()))
     assert result.status == "failed" and "another room has its own" in str(result), str(result)
+
+
+def test_who_that_parses_without_a_try_fails_on_a_frame_that_is_not_json() -> None:
+    from wslab.rooms import ChatRooms, Room, rooms_app
+
+    class TrustingWho(ChatRooms):
+        def handle(self, room: Room, user: str, client: Any, data: str | bytes) -> None:
+            if json.loads(data).get("content") == "/who":  # raises on text that is not JSON
+                client.send(json.dumps({"type": "users", "users": room.users}))
+                return
+            super().handle(room, user, client, data)
+
+    result = check_who(rooms_app(TrustingWho()))
+    assert result.status == "failed", str(result)
+    assert "ada → /who" in str(result) and "JSONDecodeError" in str(result)  # what was sent, and the crash
+
+
+def test_history_that_keeps_private_messages_fails() -> None:
+    from collections import defaultdict, deque
+
+    from wslab.protocol import ProtocolError, parse
+    from wslab.rooms import ChatRooms, Room, rooms_app
+
+    class LeakyHistory(ChatRooms):
+        def __init__(self) -> None:
+            super().__init__()
+            self.history: defaultdict[str, deque[dict[str, str]]] = defaultdict(lambda: deque(maxlen=10))
+
+        def joined(self, room: Room, user: str, client: Any) -> None:
+            client.send(json.dumps({"type": "history", "messages": list(self.history[room.name])}))
+
+        def handle(self, room: Room, user: str, client: Any, data: str | bytes) -> None:
+            try:
+                frame = parse(data)
+            except ProtocolError:
+                frame = None
+            if frame is not None:  # private messages too
+                self.history[room.name].append({"user": user, "content": frame.content})
+            super().handle(room, user, client, data)
+
+    result = check_history(rooms_app(LeakyHistory()))
+    assert result.status == "failed" and "private messages are not part of the history" in str(result), \
+        str(result)

@@ -54,3 +54,12 @@ def test_a_missing_chromium_is_a_failure_that_says_how_to_get_one(monkeypatch: p
     missing = "✘ no Chromium for the browser parts (chapters 06 and 07)\n    Fix: $WSLAB_CHROMIUM is "
     assert missing in str(result)
     assert "✔ an in-kernel server starts and a client connects" in str(result)  # the rest still ran
+
+
+def test_a_proxy_in_the_environment_does_not_break_the_local_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # the discard port: nothing answers there
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    result = diagnose()
+    assert result.ok, str(result)

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -53,6 +54,13 @@ def _url(target: LabServer | str, path: str) -> str:
     return target.rstrip("/") + "/" + path.lstrip("/") if path not in ("", "/") else target
 
 
+def _proxy_for(url: str) -> str | bool | None:
+    """No proxy for a loopback address (a proxy from $HTTPS_PROXY cannot reach this machine's 127.0.0.1);
+    otherwise websockets' default, the proxy the environment names."""
+    host = (urlsplit(url).hostname or "").lower()
+    return None if host in ("localhost", "::1") or host.startswith("127.") else True
+
+
 class LabClient:
     """One WebSocket client with a name and a transcript. Made by :func:`connect` or :func:`bots`."""
 
@@ -75,7 +83,7 @@ class LabClient:
             raise ServerStopped(f"The server {self.server.name!r} is stopped; serve the app again, then "
                                 "connect to the new server.")
         try:
-            self._connection = await ws_connect(self.url, **self._options)
+            self._connection = await ws_connect(self.url, **{"proxy": _proxy_for(self.url), **self._options})
         except InvalidStatus as exc:
             status = exc.response.status_code
             refusal = f"handshake refused: HTTP {status}{_REFUSALS.get(status, '')}"

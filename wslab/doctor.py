@@ -93,7 +93,8 @@ def check_server() -> list[Finding]:
     findings = []
     with server:
         try:
-            with urllib.request.urlopen(server.url, timeout=5) as response:
+            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $HTTP_PROXY
+            with direct.open(server.url, timeout=5) as response:
                 loaded = b"new WebSocket" in response.read()
             findings.append(Finding(loaded, "the browser page loads over HTTP",
                                     "something answers on 127.0.0.1 instead of the server: a proxy?"))

@@ -36,7 +36,9 @@ async def _room(server: LabServer, app: Any, transcript: Transcript, room: str,
     tokens = _rooms(app).tokens
     bots: list[LabClient] = []
     for name in names:
-        bot = await connect(server, f"/ws/chat/{room}", name=name, transcript=transcript)
+        # max_queue=None: a bot that stops reading (frames left unread at the end) must not stall its
+        # closing handshake behind them for the whole close timeout.
+        bot = await connect(server, f"/ws/chat/{room}", name=name, transcript=transcript, max_queue=None)
         bots.append(bot)
         await _join(bot, tokens.issue(name), f"{name} logs in to the {room}")
         for earlier in bots[:-1]:

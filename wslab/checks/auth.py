@@ -122,7 +122,7 @@ def check_announce(app: Any) -> CheckResult:
                 await _join(bot, token, f"{bot.name} logs in")
             await _next(kim, "kim sees the user called host join", "host's join frame")
             await host.send({"type": "announce", "content": "free pizza"})
-            step = "the user called host has the role user, so its announce"
+            step = "the user called host has the role user, so its announce should get an error frame"
             _has(await _next(host, step, "an error frame"), {"type": "error"}, step)
             await kim.send({"type": "announce", "content": "break in 5 minutes"})
             announcement = {"type": "announcement", "from": "kim", "content": "break in 5 minutes"}

@@ -45,8 +45,8 @@ async def _quiet(bot: LabClient, what: str) -> None:
 
 def check_who(app: Any) -> CheckResult:
     """Exercise 3.1: ``{"type": "message", "content": "/who"}`` is answered, to the sender only, with
-    ``{"type": "users", "users": [...]}`` (the room's users in join order); other messages still
-    reach the room."""
+    ``{"type": "users", "users": [...]}`` (the room's users in join order); a frame that is not JSON
+    still gets an ``error`` frame, and other messages still reach the room."""
 
     async def scenario(server: LabServer, transcript: Transcript) -> None:
         lobby = bots(server, "/chat/lobby/{name}", ["bo", "ada"], transcript=transcript)
@@ -56,6 +56,10 @@ def check_who(app: Any) -> CheckResult:
             expect(await _skip_presence(ada, "/who"), {"type": "users", "users": ["bo", "ada"]},
                    "/who in the lobby should list bo and ada, in the order they joined")
             await _quiet(bo, "ada's /who or its answer")
+            await ada.send("/who")  # not JSON: must get an error frame, as any other bad frame does
+            answer = await _skip_presence(ada, "an error frame for a frame that is not JSON")
+            expect(answer.get("type"), "error",
+                   "a frame that is not JSON should get an error frame (and the connection stays open)")
             await bo.send(_say("hi"))
             for bot in team:
                 expect(await _skip_presence(bot, "bo's message"),
@@ -74,7 +78,8 @@ def check_who(app: Any) -> CheckResult:
 def check_history(app: Any) -> CheckResult:
     """Exercise 3.2: right after the ``join`` frames, a newcomer gets
     ``{"type": "history", "messages": [{"user": u, "content": c}, ...]}`` with the room's last 10
-    messages, oldest first (an empty list in a new room); rooms keep separate histories."""
+    messages, oldest first (an empty list in a new room), private messages left out; rooms keep
+    separate histories."""
 
     async def scenario(server: LabServer, transcript: Transcript) -> None:
         async with connect(server, "/chat/lobby/ada", name="ada", transcript=transcript) as ada:
@@ -87,8 +92,13 @@ def check_history(app: Any) -> CheckResult:
             async with connect(server, "/chat/lobby/bo", name="bo", transcript=transcript) as bo:
                 expect(await _skip_presence(bo, "bo's history"), {"type": "history", "messages": expected},
                        "bo should get the lobby's last 10 messages, oldest first")
-            async with connect(server, "/chat/attic/cy", name="cy", transcript=transcript) as cy:
-                expect(await _skip_presence(cy, "cy's history"), {"type": "history", "messages": []},
+                await ada.send({"type": "private", "to": "bo", "content": "psst"})
+                await _skip_presence(bo, "ada's private message")
+                async with connect(server, "/chat/lobby/cy", name="cy", transcript=transcript) as cy:
+                    expect(await _skip_presence(cy, "cy's history"), {"type": "history", "messages": expected},
+                           "private messages are not part of the history: cy should get what bo got")
+            async with connect(server, "/chat/attic/dee", name="dee", transcript=transcript) as dee:
+                expect(await _skip_presence(dee, "dee's history"), {"type": "history", "messages": []},
                        "another room has its own (empty) history")
 
     return run_check(
