@@ -95,7 +95,8 @@ def check_history(app: Any) -> CheckResult:
                 await ada.send({"type": "private", "to": "bo", "content": "psst"})
                 await _skip_presence(bo, "ada's private message")
                 async with connect(server, "/chat/lobby/cy", name="cy", transcript=transcript) as cy:
-                    expect(await _skip_presence(cy, "cy's history"), {"type": "history", "messages": expected},
+                    history = await _skip_presence(cy, "cy's history")
+                    expect(history, {"type": "history", "messages": expected},
                            "private messages are not part of the history: cy should get what bo got")
             async with connect(server, "/chat/attic/dee", name="dee", transcript=transcript) as dee:
                 expect(await _skip_presence(dee, "dee's history"), {"type": "history", "messages": []},
