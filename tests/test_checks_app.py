@@ -122,6 +122,26 @@ class ReactAndCloseOnBadInput(AppRooms):
         super().relay(room, user, client, data)
 
 
+class ReactWithAnErrorThePageCannotShow(AppRooms):
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) == "reaction":
+            import json
+
+            emoji = json.loads(data).get("emoji")
+            if emoji not in REACTIONS:
+                client.send({"type": "error", "error": "not allowed"})  # the page shows frame.message
+                return
+            for member in room.members.values():
+                member.send({"type": "reaction", "user": user, "emoji": emoji})
+            return
+        super().relay(room, user, client, data)
+
+
+def test_reactions_whose_error_frame_has_no_message_fail() -> None:
+    result = check_reactions(create_app(rooms_type=ReactWithAnErrorThePageCannotShow))
+    assert result.status == "failed" and "{'type': 'error', 'message': 'why'}" in str(result), str(result)
+
+
 def test_reactions_without_validation_fail() -> None:
     result = check_reactions(create_app(rooms_type=ReactAnything))
     assert result.status == "failed" and "should get an error frame" in str(result)

@@ -107,8 +107,8 @@ def check_typing(app: Any) -> CheckResult:
 def check_reactions(app: Any) -> CheckResult:
     """Exercise 6.2: ``{"type": "reaction", "emoji": e}`` with ``e`` one of :data:`REACTIONS` reaches
     everyone in the room, the sender included, as ``{"type": "reaction", "user": u, "emoji": e}``.
-    Any other emoji, a missing or non-string one, gets an ``error`` frame to the sender only; the
-    connection stays open."""
+    Any other emoji, a missing or non-string one, gets an ``error`` frame (with a ``message``) to the
+    sender only; the connection stays open."""
 
     async def scenario(server: LabServer, transcript: Transcript) -> None:
         lobby = await _room(server, app, transcript, "lobby", "ada", "bo")
@@ -124,8 +124,12 @@ def check_reactions(app: Any) -> CheckResult:
                     _has(await _next(bot, step, reaction), reaction, step)
             for bad in ({"emoji": "👎"}, {"emoji": "<b>hi</b>"}, {"emoji": 42}, {}, {"emoji": "👍" * 500}):
                 await ada.send({"type": "reaction", **bad})
-                step = f"a reaction with {bad or 'no emoji'} should get an error frame (to ada only)"
-                _has(await _next(ada, step, {"type": "error"}), {"type": "error"}, step)
+                step = (f"a reaction with {bad or 'no emoji'} should get an error frame, "
+                        "{'type': 'error', 'message': 'why'}, to ada only")
+                error = await _next(ada, step, {"type": "error", "message": "(text saying why)"})
+                _has(error, {"type": "error"}, step)
+                if not isinstance(error.get("message"), str) or not error["message"]:
+                    raise Mismatch(step, {"type": "error", "message": "(text saying why)"}, error)
             await ada.send({"type": "message", "content": "still here"})
             message = {"type": "message", "user": "ada", "content": "still here"}
             step = "after the bad reactions ada's connection should stay open and chat should work"
@@ -140,8 +144,8 @@ def check_reactions(app: Any) -> CheckResult:
     return run_check(
         "Exercise 6.2 (reactions)", app, scenario,
         passed="reactions reach the room, and nothing else gets through.",
-        hint="define a pydantic model with type: Literal['reaction'] and emoji: Literal[REACTIONS]; in "
-             "relay, if frame_type(data) == 'reaction', validate it (on ValidationError, client.send an "
-             "error frame and return), then send {'type': 'reaction', 'user': user, 'emoji': ...} to "
-             "every member of room.members, and return; otherwise call super().relay(...).",
+        hint="in relay, if frame_type(data) == 'reaction', validate it with the Reaction model (emoji: "
+             "Literal[REACTIONS]); on ValidationError, client.send({'type': 'error', 'message': ...}) and "
+             "return; else send {'type': 'reaction', 'user': user, 'emoji': ...} to every member of "
+             "room.members, and return. Other frames: super().relay(...).",
     )
