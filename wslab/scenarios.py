@@ -87,10 +87,13 @@ async def _settle(*clients: LabClient, quiet: float = 0.2) -> None:
 
 
 async def _listen(clients: Any, quiet: float = QUIET) -> None:
-    """Let each client that is still open receive (and print) what comes, in order."""
+    """Let each client that is still open receive (and print) what comes, in order. A client the server
+    already closed has its close noted here, in this order, however fast the close came."""
     for client in clients:
         if client.connection.close_code is None:
             await _drain(client, quiet)
+        else:
+            await client._note_closed()
 
 
 def _drop(bot: LabClient) -> socket.socket:
