@@ -21,6 +21,7 @@ from .exceptions import (
     WslabError,
 )
 from .pages import page
+from .redis_server import RedisServer, RedisServerError
 from .server import LabServer, running_servers, serve
 from .transcript import Transcript
 
@@ -30,6 +31,8 @@ __all__ = [
     "LabClient",
     "LabServer",
     "PortInUseError",
+    "RedisServer",
+    "RedisServerError",
     "ServerStartError",
     "ServerStopped",
     "ServerTimeoutError",

@@ -22,24 +22,28 @@ Its routes (the wire protocol is in :mod:`wslab.protocol`):
 
 Serve it with ``wslab serve`` (which prints the address to share), ``wslab.serve(create_app())`` in a
 notebook, or ``uvicorn wslab.app:app``. The module-level ``app`` is made when first used, from
-``WSLAB_PASSCODE`` and ``WSLAB_SECRET`` (the token secret, at least 32 bytes; random if unset) in the
-environment. Under
+``WSLAB_PASSCODE``, ``WSLAB_SECRET`` (the token secret, at least 32 bytes; random if unset) and
+``WSLAB_BROKER`` in the environment. Under
 plain uvicorn the close sent to a client that stopped reading waits until it reads; ``wslab serve``
 and ``wslab.serve`` run :class:`~wslab.wsprotocol.WebSocketProtocol`, which does not wait.
 
-One process: the rooms live in its memory (chapter 08 spreads them over processes).
+One process, by default: the rooms live in its memory. With a Redis broker (chapter 08,
+``create_app(broker="redis://...")`` or ``WSLAB_BROKER``) rooms, presence lists and private messages
+span every worker process that shares that Redis and ``WSLAB_SECRET`` (see :mod:`wslab.redis_broker`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from fastapi.responses import HTMLResponse
 
 from .auth import CLOSE_POLICY, Tokens
+from .broker import Broker, MemoryBroker, broker_from_url, log_to_stderr
 from .manager import Client
 from .pages import page
 from .protocol import MAX_CONTENT, Announcement
@@ -54,16 +58,36 @@ class AppRooms(SecureRooms):
     """:class:`~wslab.secure_rooms.SecureRooms` with a rate limit per connection and announcements.
 
     ``rate`` and ``burst``: each connection may send ``burst`` frames at once, then ``rate`` frames a
-    second; beyond that it is closed with 1008. Other keyword arguments are
-    :class:`~wslab.secure_rooms.SecureRooms`'s.
+    second; beyond that it is closed with 1008. ``broker``: where rooms live (:mod:`wslab.broker`; this
+    process's memory by default). Other keyword arguments are :class:`~wslab.secure_rooms.SecureRooms`'s.
     """
 
-    def __init__(self, tokens: Tokens, *, rate: float = RATE, burst: int = BURST, **options: Any) -> None:
+    def __init__(self, tokens: Tokens, *, rate: float = RATE, burst: int = BURST,
+                 broker: Broker | None = None, **options: Any) -> None:
         RateLimit(rate, burst)  # refuse a bad limit now, not at the first connection
         super().__init__(tokens, **options)
         self.rate = rate
         self.burst = burst
+        self.broker = broker if broker is not None else MemoryBroker()
         self._limits: dict[Client, RateLimit] = {}
+
+    def room(self, name: str) -> Room:
+        """The room called ``name``, made by the broker if it does not exist here yet."""
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = self.broker.room(name)
+        return room
+
+    async def chat(self, websocket: WebSocket, room_name: str, user: str) -> None:
+        """:meth:`ChatRooms.chat <wslab.rooms.ChatRooms.chat>` inside the broker's claim on the name, so
+        that a name held by another worker process is refused as one held here is."""
+        async with self.broker.claim(room_name, user):
+            try:
+                await super().chat(websocket, room_name, user)
+            finally:
+                room = self.rooms.get(room_name)
+                if room is not None and not room.members:  # made here for a name claimed elsewhere
+                    del self.rooms[room_name]
 
     def joined(self, room: Room, user: str, client: Client) -> None:
         super().joined(room, user, client)
@@ -110,20 +134,31 @@ class AppRooms(SecureRooms):
 
 def create_app(*, passcode: str | None = None, secret: str | None = None,
                origins: Collection[str] | None = None, rooms_type: type[AppRooms] = AppRooms,
-               **options: Any) -> FastAPI:
+               broker: Broker | str | None = None, **options: Any) -> FastAPI:
     """A new complete chat app (its rooms are ``app.state.rooms``, an :class:`AppRooms`).
 
     ``passcode``: if set, every login must give it (a server shared by a room of learners).
     ``secret``: signs the tokens (random if unset; several processes need the same one).
     ``origins``: the web pages allowed to connect (default: this server's own pages).
     ``rooms_type``: :class:`AppRooms` or a subclass of it (chapter 06's exercises).
+    ``broker``: a :class:`~wslab.broker.Broker` or its URL (:func:`~wslab.broker.broker_from_url`), such
+    as ``"redis://127.0.0.1:6379/0"``; it starts and stops with the app. Default: this process's memory.
     Other keyword arguments (``rate``, ``burst``, ``max_queue``, ``max_frame``, ``auth_timeout``)
     go to :class:`AppRooms`.
     """
     if passcode == "":
         raise ValueError("the passcode is empty: give one, or None for no passcode")
-    rooms = rooms_type(Tokens(secret), origins=origins, **options)
+    if broker is None or isinstance(broker, str):
+        broker = broker_from_url(broker)
+    rooms = rooms_type(Tokens(secret), origins=origins, broker=broker, **options)
     chat = secure_app(rooms, passcode=passcode, path="/ws/chat/{room}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with rooms.broker.running():
+            yield
+
+    chat.router.lifespan_context = lifespan
 
     @chat.get("/", response_class=HTMLResponse)
     async def index() -> str:
@@ -131,7 +166,8 @@ def create_app(*, passcode: str | None = None, secret: str | None = None,
 
     @chat.get("/status")
     async def status() -> dict[str, Any]:
-        return {"passcode_required": passcode is not None, "rooms": rooms.status()}
+        shared = {"broker": rooms.broker.status()} if rooms.broker.shared else {}
+        return {"passcode_required": passcode is not None, "rooms": rooms.status(), **shared}
 
     return chat
 
@@ -142,7 +178,10 @@ app: FastAPI  # what ``uvicorn wslab.app:app`` serves: made on first use, config
 def __getattr__(name: str) -> Any:
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    broker = os.environ.get("WSLAB_BROKER") or None
     made = create_app(passcode=os.environ.get("WSLAB_PASSCODE") or None,
-                      secret=os.environ.get("WSLAB_SECRET") or None)
+                      secret=os.environ.get("WSLAB_SECRET") or None, broker=broker)
+    if broker is not None:
+        log_to_stderr()
     globals()["app"] = made
     return made

@@ -1,6 +1,7 @@
 """The ``wslab`` command (also ``python -m wslab``).
 
     wslab serve [--host H] [--port P] [--passcode X]   serve the complete chat app to a room of learners
+                [--broker redis://HOST:PORT/DB]        ... as one of several processes sharing rooms
     wslab doctor                                       check that this machine can run the workbook
     wslab student [--check]                            make the student copies of the chapters
 """
@@ -21,6 +22,7 @@ __all__ = ["main", "share_url"]
 
 PASSCODE_ENV = "WSLAB_PASSCODE"
 SECRET_ENV = "WSLAB_SECRET"
+BROKER_ENV = "WSLAB_BROKER"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the complete chat app: the chat page at /, POST /token, WS /ws/chat/{room}. "
                     "By default only this machine can reach it; to let a room of learners join, listen "
                     "on every interface with --host 0.0.0.0 and set a passcode.",
-        epilog=f"The passcode can also come from ${PASSCODE_ENV}, and the token secret (at least 32 "
-               f"bytes; random if unset) from ${SECRET_ENV}. Stop the server with Ctrl+C.")
+        epilog=f"The passcode can also come from ${PASSCODE_ENV}, the token secret (at least 32 "
+               f"bytes; random if unset) from ${SECRET_ENV}, and the broker from ${BROKER_ENV}. Stop the "
+               "server with Ctrl+C.")
     serve.add_argument("--host", default="127.0.0.1",
                        help="the address to listen on (default 127.0.0.1, this machine only; "
                             "0.0.0.0 for everyone on the network)")
@@ -41,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the port to listen on (default 8000; 0 picks a free one)")
     serve.add_argument("--passcode", type=_passcode, default=os.environ.get(PASSCODE_ENV) or None,
                        help="a word every learner must give to log in (default: none)")
+    serve.add_argument("--broker", metavar="URL", default=os.environ.get(BROKER_ENV) or None,
+                       help="share rooms with every other server using this Redis, for example "
+                            f"redis://127.0.0.1:6379/0 (give them all the same ${SECRET_ENV}); "
+                            "default: rooms in this process only")
     doctor = commands.add_parser("doctor", help="check that this machine can run the workbook",
                                  description="Check Python, the packages, and that a server starts here, "
                                              "serves a page and answers a WebSocket client.")
@@ -77,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        return serve_room(args.host, args.port, args.passcode)
+        return serve_room(args.host, args.port, args.passcode, args.broker)
     if args.command == "doctor":
         from .doctor import diagnose
 
@@ -89,11 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse refuses unknown commands
 
 
-def serve_room(host: str, port: int, passcode: str | None) -> int:
-    """Serve the complete app on ``host``:``port`` until Ctrl+C; return the exit status."""
+def serve_room(host: str, port: int, passcode: str | None, broker: str | None = None) -> int:
+    """Serve the complete app on ``host``:``port`` until Ctrl+C; return the exit status. ``broker``: a
+    Redis URL to share rooms with other servers (:func:`wslab.broker.broker_from_url`)."""
     import uvicorn
 
     from .app import create_app  # imported here: `wslab doctor` need not load the app
+    from .broker import broker_from_url, log_to_stderr, redacted
     from .wsprotocol import WebSocketProtocol
 
     try:
@@ -102,11 +111,19 @@ def serve_room(host: str, port: int, passcode: str | None) -> int:
         print(f"wslab serve: cannot listen on {host} port {port}: {_why(exc, port)}", file=sys.stderr)
         return 1
     try:
-        app = create_app(passcode=passcode, secret=os.environ.get(SECRET_ENV) or None)
+        shared = broker_from_url(broker)
+    except ValueError as exc:
+        sock.close()
+        print(f"wslab serve: --broker: {exc}", file=sys.stderr)
+        return 1
+    try:
+        app = create_app(passcode=passcode, secret=os.environ.get(SECRET_ENV) or None, broker=shared)
     except ValueError as exc:  # a secret that is too short
         sock.close()
         print(f"wslab serve: ${SECRET_ENV}: {exc}", file=sys.stderr)
         return 1
+    if shared.shared:
+        log_to_stderr()
     config = uvicorn.Config(app, ws=WebSocketProtocol, log_level="info", timeout_graceful_shutdown=2)
     url = share_url(host, sock.getsockname()[1])
     print(f"wslab: the chat app is at {url}", flush=True)
@@ -119,6 +136,11 @@ def serve_room(host: str, port: int, passcode: str | None) -> int:
         print("       only this machine can reach it; for a room of learners use --host 0.0.0.0", flush=True)
     if passcode is not None:
         print("       learners log in with the passcode you chose.", flush=True)
+    if shared.shared and broker is not None:
+        print(f"       rooms are shared with every server using Redis at {redacted(broker)}", flush=True)
+        if not os.environ.get(SECRET_ENV):
+            print(f"       give them all the same ${SECRET_ENV}: a token from one is refused by the others",
+                  flush=True)
     print("       stop it with Ctrl+C.", flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn shuts down cleanly, then passes Ctrl+C on
         uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,270 @@
+"""Brokers (wslab.broker, wslab.redis_broker): the complete app's rooms shared by several workers through a
+real Redis (wslab.redis_server starts one per test). Here the workers are in-process servers, each with its
+own event loop, app and broker, as separate processes would have; tests/test_redis_workers.py runs them
+as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from brokered import SECRET, LogLines, capture_broker_log, chat_messages, login, presence, until
+from fastapi import FastAPI
+
+import wslab
+from wslab import LabServer
+from wslab.app import AppRooms, create_app
+from wslab.broker import MemoryBroker, broker_from_url, redacted
+from wslab.cli import main
+from wslab.redis_broker import RedisBroker
+from wslab.redis_server import RedisServer, RedisServerError
+from wslab.rooms import Room
+from wslab.shared_room import SharedRoom
+
+TTL = 1.0  # presence_ttl in these tests: a stopped worker's users are gone within about 1.4 s
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def broker_log() -> Iterator[LogLines]:
+    yield from capture_broker_log()
+
+
+@contextlib.contextmanager
+def workers(url: str, count: int = 2) -> Iterator[list[LabServer]]:
+    """``count`` servers of the complete app sharing rooms through the Redis at ``url``."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(wslab.serve(create_app(secret=SECRET, broker=url), name=f"t-broker-{n}"))
+               for n in range(count)]
+
+
+def rooms_of(server: LabServer) -> AppRooms:
+    app = server.sessions.app
+    assert isinstance(app, FastAPI)
+    rooms: AppRooms = app.state.rooms
+    return rooms
+
+
+def test_broker_from_url_picks_the_backend_and_says_what_is_wrong() -> None:
+    for memory in (None, "", "memory", " memory:// "):
+        assert isinstance(broker_from_url(memory), MemoryBroker)
+    broker = broker_from_url("redis://:hunter2@127.0.0.1:6390/3?presence_ttl=2.5")
+    assert isinstance(broker, RedisBroker)
+    assert (broker.url, broker.presence_ttl) == ("redis://:hunter2@127.0.0.1:6390/3", 2.5)
+    assert "hunter2" not in repr(broker) and redacted(broker.url) == "redis://:***@127.0.0.1:6390/3"
+    with pytest.raises(ValueError, match="unknown broker 'http://x': use 'memory', or a Redis URL"):
+        broker_from_url("http://x")
+    with pytest.raises(ValueError, match="presence_ttl in 'redis://h/0\\?presence_ttl=soon' is not a number"):
+        broker_from_url("redis://h/0?presence_ttl=soon")
+    with pytest.raises(ValueError, match="presence_ttl is 0 s: give at least 0.3 s"):
+        RedisBroker("redis://h/0", presence_ttl=0)
+
+
+def test_the_default_app_keeps_its_rooms_in_memory() -> None:
+    rooms = create_app().state.rooms
+    assert isinstance(rooms.broker, MemoryBroker) and type(rooms.room("lobby")) is Room
+
+
+def test_wslab_serve_refuses_an_unknown_broker(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "0", "--broker", "mqtt://x"]) == 1
+    assert "wslab serve: --broker: unknown broker 'mqtt://x'" in capsys.readouterr().err
+
+
+def test_two_workers_share_rooms_presence_names_and_private_messages(redis: RedisServer) -> None:
+    async def scenario(a: LabServer, b: LabServer) -> None:
+        ada, bo, cy = await login(a, "ada"), await login(b, "bo"), await login(a, "cy")
+        for client in (ada, bo, cy):  # everyone's list, whichever worker they are on
+            await presence(client, "ada", "bo", "cy")
+        for n in range(3):
+            for client in (ada, bo, cy):
+                await client.send({"type": "message", "content": f"{client.name} {n}"})
+        expected = sorted((user, f"{user} {n}") for user in ("ada", "bo", "cy") for n in range(3))
+        for client in (ada, bo, cy):  # each message exactly once, in each sender's order
+            got = await chat_messages(client, 9)
+            assert sorted(got) == expected
+            assert [c for u, c in got if u == "bo"] == ["bo 0", "bo 1", "bo 2"]
+        await ada.send({"type": "message", "content": "last"})
+        for client in (ada, bo, cy):  # and nothing twice: the next message is the last one sent
+            assert await chat_messages(client, 1) == [("ada", "last")]
+
+        await ada.send({"type": "private", "to": "bo", "content": "psst"})  # A to B
+        private = {"type": "private", "from": "ada", "to": "bo", "content": "psst"}
+        assert (await ada.recv_json(), await bo.recv_json()) == (private, private)
+        await bo.send({"type": "private", "to": "zed", "content": "hello?"})
+        assert (await bo.recv_json())["message"] == "no user 'zed' in this room: the message was not sent"
+
+        twin = await wslab.connect(b, "/ws/chat/lobby", transcript=ada.transcript)  # ada, again, on B
+        await twin.send({"type": "auth", "token": rooms_of(b).tokens.issue("ada")})
+        assert (await twin.wait_closed(5.0), twin.close_reason) == (
+            1008, "the name 'ada' is already taken in this room")
+        async with httpx.AsyncClient(base_url=b.url) as http:
+            status = (await http.get("/status")).json()
+        assert status["broker"]["connected"] is True and status["rooms"] == [{"room": "lobby", "users": 1}]
+
+        await bo.close()
+        for client in (ada, cy):
+            assert (await presence(client, "ada", "cy"))["type"] == "leave"
+        await cy.send({"type": "private", "to": "bo", "content": "still there?"})
+        assert (await cy.recv_json())["type"] == "error"
+        await ada.close()
+        await cy.close()
+
+    with workers(redis.url) as (a, b):
+        wslab.run_sync(scenario(a, b))
+        assert a.wait_idle() and b.wait_idle()
+        assert a.log.lines("ERROR") == b.log.lines("ERROR") == []
+
+
+def test_a_worker_that_stops_refreshing_its_users_loses_them_until_it_is_back(redis: RedisServer) -> None:
+    async def scenario(a: LabServer, b: LabServer) -> None:
+        ada, bo = await login(a, "ada"), await login(b, "bo")
+        await presence(ada, "ada", "bo")
+        with b.paused(timeout=10):  # b's loop stands still, as a dead worker's would
+            left = await presence(ada, "ada", timeout=3 * TTL + 2)
+            assert left == {"type": "leave", "user": "bo", "users": ["ada"]}
+        back = await presence(ada, "ada", "bo", timeout=3 * TTL + 2)
+        assert back == {"type": "join", "user": "bo", "users": ["ada", "bo"]}
+        await bo.send({"type": "message", "content": "I was only asleep"})
+        assert await chat_messages(ada, 1) == [("bo", "I was only asleep")]
+        await ada.close()
+        await bo.close()
+
+    with workers(f"{redis.url}?presence_ttl={TTL}") as (a, b):
+        wslab.run_sync(scenario(a, b))
+
+
+def test_a_worker_that_stops_releases_its_users_at_once(redis: RedisServer) -> None:
+    async def scenario(a: LabServer, b: LabServer) -> None:
+        ada, _bo = await login(a, "ada"), await login(b, "bo")
+        await presence(ada, "ada", "bo")
+        b.stop()  # a clean shutdown: its clients are closed and their names given back, not left to expire
+        assert (await presence(ada, "ada", timeout=5))["type"] == "leave"
+        await ada.close()
+
+    with workers(f"{redis.url}?presence_ttl=60") as (a, b):
+        wslab.run_sync(scenario(a, b))
+
+
+def test_without_redis_a_worker_serves_its_own_clients_says_so_and_resumes(redis: RedisServer,
+                                                                            broker_log: LogLines) -> None:
+    async def scenario(a: LabServer, b: LabServer) -> None:
+        ada, bo, cy = await login(a, "ada"), await login(b, "bo"), await login(a, "cy")
+        await presence(ada, "ada", "bo", "cy")
+        await presence(bo, "ada", "bo", "cy")
+        redis.stop()
+        await broker_log.until("WARNING Lost Redis at redis://127.0.0.1:", count=2)
+        await ada.send({"type": "message", "content": "only here"})
+        assert await chat_messages(cy, 1) == [("ada", "only here")]  # local delivery goes on
+        await bo.send({"type": "private", "to": "ada", "content": "psst"})
+        assert (await bo.recv_json())["message"] == (  # not lost without a word
+            "'ada' is on another server, which cannot be reached right now: the message was not sent")
+        redis.start()  # the same port, empty
+        await broker_log.until("cross-worker delivery resumed", count=2)
+        await ada.send({"type": "message", "content": "back"})
+        assert await chat_messages(bo, 1) == [("ada", "back")]  # and never "only here"
+        await bo.send({"type": "private", "to": "ada", "content": "psst"})
+        assert (await until(ada, lambda frame: frame["type"] == "private"))[-1]["from"] == "bo"
+        for client in (ada, bo, cy):
+            await client.close()
+
+    with workers(redis.url) as (a, b):
+        wslab.run_sync(scenario(a, b))
+    assert broker_log.count("Lost Redis") == 2  # one line per worker per outage, not one per frame
+    resumed = [line.partition("resumed")[2] for line in broker_log.lines if "resumed" in line]
+    assert resumed == [" (frames that reached only this worker's clients meanwhile: 1)."] * 2
+
+
+def test_a_worker_starts_without_redis_and_connects_when_it_comes(redis: RedisServer,
+                                                                 broker_log: LogLines) -> None:
+    redis.stop()
+
+    async def scenario(a: LabServer) -> None:
+        ada = await login(a, "ada")  # Redis away: this worker decides alone
+        await ada.send({"type": "message", "content": "hello?"})
+        assert await chat_messages(ada, 1) == [("ada", "hello?")]
+        redis.start()
+        await broker_log.until("cross-worker delivery resumed")
+        bo = await login(a, "bo")
+        assert (await presence(ada, "ada", "bo"))["user"] == "bo"
+        await ada.close()
+        await bo.close()
+
+    with workers(redis.url, count=1) as (a,):
+        assert broker_log.count("WARNING Cannot reach Redis at redis://127.0.0.1:") == 1
+        wslab.run_sync(scenario(a))
+
+
+def test_a_name_let_in_on_two_workers_while_redis_was_away_is_kept_by_one(redis: RedisServer,
+                                                                           broker_log: LogLines) -> None:
+    async def scenario(a: LabServer, b: LabServer) -> tuple[int | None, str | None, list[tuple[str, str]]]:
+        redis.stop()
+        await broker_log.until("Lost Redis", count=2)
+        twins = [await login(a, "ada"), await login(b, "ada")]  # each worker, alone, says yes
+        redis.start()
+        closing = {asyncio.create_task(twin.wait_closed(10)): twin for twin in twins}
+        done, waiting = await asyncio.wait(closing, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        (kicked,), (kept,) = [closing[task] for task in done], [closing[task] for task in waiting]
+        for task in waiting:
+            task.cancel()
+        await asyncio.wait(waiting)
+        await kept.send({"type": "message", "content": "still me"})
+        heard = await chat_messages(kept, 1)
+        await kept.close()
+        return kicked.close_code, kicked.close_reason, heard
+
+    with workers(f"{redis.url}?presence_ttl={TTL}") as (a, b):
+        code, reason, heard = wslab.run_sync(scenario(a, b))
+    assert code == 1008
+    assert reason == "the name 'ada' was taken on another server while Redis was away: log in again"
+    assert heard == [("ada", "still me")]
+
+
+def test_a_shared_room_refuses_a_join_without_a_claim() -> None:
+    room = RedisBroker("redis://127.0.0.1:1/0").room("lobby")
+    assert isinstance(room, SharedRoom)
+    with pytest.raises(RuntimeError, match="joins the shared room 'lobby' without a claim"):
+        room.join("ada", object())  # type: ignore[arg-type]
+
+
+def test_a_shared_room_applies_what_redis_says_in_order_and_never_goes_back() -> None:
+    room = RedisBroker("redis://127.0.0.1:1/0").room("lobby")
+    room.changed("join", "bo", 7)  # before the first list: held back...
+    room.snapshot(["ada"], 5)  # ...and applied on top of it
+    assert room.users == ["ada", "bo"] and room.number == 7
+    room.snapshot(["ada"], 6)  # read before bo joined: out of date
+    room.changed("join", "cy", 7)  # already applied
+    assert room.users == ["ada", "bo"]
+    room.changed("leave", "ada", 8)
+    room.snapshot(["bo", "dee"], 9)
+    assert room.users == ["bo", "dee"]
+    room.out_of_step()  # Redis restarted, empty: the next list may add users, and removes nobody
+    room.snapshot(["eve"], 1, removals=False)
+    assert room.users == ["bo", "dee", "eve"]
+
+
+def test_redis_server_restarts_on_its_port_and_stops_twice() -> None:
+    server = RedisServer().start()
+    try:
+        port, pid = server.port, server.pid
+        assert server.url == f"redis://127.0.0.1:{port}/0" and repr(server) == "RedisServer(running)"
+        server.restart()
+        assert server.port == port and server.pid != pid
+        with pytest.raises(RedisServerError, match=f"Port {port} on 127.0.0.1 is already in use"):
+            RedisServer(port).start()
+    finally:
+        server.stop()
+        server.stop()
+    assert not server.running and server.pid is None
+
+
+def test_a_missing_redis_server_says_how_to_install_it() -> None:
+    with pytest.raises(RedisServerError, match="apt-get install redis-server"):
+        RedisServer(executable="/nowhere/redis-server").start()
