@@ -15,8 +15,8 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from test_browser import CHROMIUM, WAIT, login, present, say, sees
+from playwright.sync_api import Browser, Page, expect
+from test_browser import WAIT, login, present, say, sees
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -72,16 +72,6 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.kill()
             process.wait(timeout=10)
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"these tests need Debian's chromium at {CHROMIUM}: run ./run test, which installs it.")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
