@@ -102,25 +102,29 @@ class LogLines:
         await asyncio.to_thread(self.wait_for, text, count, timeout)
 
 
-class _Handler(logging.Handler):
+class _Recorder(logging.Filter):
     def __init__(self, lines: LogLines) -> None:
-        super().__init__(logging.INFO)
+        super().__init__()
         self.into = lines
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.into.add(f"{record.levelname} {record.getMessage()}")
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            self.into.add(f"{record.levelname} {record.getMessage()}")
+        return True
 
 
 def capture_broker_log() -> Iterator[LogLines]:
-    """What ``wslab.broker`` logs while the generator is suspended (a pytest fixture's body)."""
+    """What ``wslab.broker`` logs while the generator is suspended (a pytest fixture's body). A filter placed
+    first, not a handler: a server thread's records go to its ``print_log()`` (wslab.serverlog's filter) and
+    never reach a handler."""
     lines, logger = LogLines(), logging.getLogger("wslab.broker")
-    handler, level = _Handler(lines), logger.level
-    logger.addHandler(handler)
+    recorder, level = _Recorder(lines), logger.level
+    logger.filters.insert(0, recorder)
     logger.setLevel(logging.INFO)
     try:
         yield lines
     finally:
-        logger.removeHandler(handler)
+        logger.removeFilter(recorder)
         logger.setLevel(level)
 
 

@@ -19,6 +19,8 @@ from wslab import LabServer
 from wslab.app import AppRooms, create_app
 from wslab.broker import MemoryBroker, broker_from_url, redacted
 from wslab.cli import main
+from wslab.manager import Client
+from wslab.protocol import frame_type
 from wslab.redis_broker import RedisBroker
 from wslab.redis_server import RedisServer, RedisServerError
 from wslab.rooms import Room
@@ -39,10 +41,11 @@ def broker_log() -> Iterator[LogLines]:
 
 
 @contextlib.contextmanager
-def workers(url: str, count: int = 2) -> Iterator[list[LabServer]]:
+def workers(url: str, count: int = 2, rooms_type: type[AppRooms] = AppRooms) -> Iterator[list[LabServer]]:
     """``count`` servers of the complete app sharing rooms through the Redis at ``url``."""
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(wslab.serve(create_app(secret=SECRET, broker=url), name=f"t-broker-{n}"))
+        yield [stack.enter_context(wslab.serve(create_app(secret=SECRET, broker=url, rooms_type=rooms_type),
+                                               name=f"t-broker-{n}"))
                for n in range(count)]
 
 
@@ -121,6 +124,38 @@ def test_two_workers_share_rooms_presence_names_and_private_messages(redis: Redi
         wslab.run_sync(scenario(a, b))
         assert a.wait_idle() and b.wait_idle()
         assert a.log.lines("ERROR") == b.log.lines("ERROR") == []
+
+
+class TypingRooms(AppRooms):
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) == "typing":
+            room.broadcast({"type": "typing", "user": user}, exclude=client)
+            return
+        super().relay(room, user, client, data)
+
+
+def test_a_frame_of_ones_own_and_an_announcement_reach_every_worker(redis: RedisServer) -> None:
+    async def scenario(a: LabServer, b: LabServer) -> None:
+        ada, cy, dee = await login(a, "ada"), await login(a, "cy"), await login(b, "dee")
+        bo = await login(b, "bo", room="attic")  # a room with nobody on worker a
+        for client in (ada, cy, dee):
+            await presence(client, "ada", "cy", "dee")
+        await ada.send({"type": "typing"})
+        for client in (cy, dee):  # the others, on both workers; not the sender
+            assert (await until(client, lambda frame: frame["type"] == "typing"))[-1] == {
+                "type": "typing", "user": "ada"}
+        await ada.send({"type": "message", "content": "done typing"})
+        assert await chat_messages(ada, 1) == [("ada", "done typing")]
+
+        assert await a.acall(rooms_of(a).announce("Break!")) == 2  # ada and cy, on this worker
+        for client in (ada, cy, dee, bo):
+            assert (await until(client, lambda frame: frame["type"] == "announcement"))[-1] == {
+                "type": "announcement", "content": "Break!"}
+        for client in (ada, cy, dee, bo):
+            await client.close()
+
+    with workers(redis.url, rooms_type=TypingRooms) as (a, b):
+        wslab.run_sync(scenario(a, b))
 
 
 def test_a_worker_that_stops_refreshing_its_users_loses_them_until_it_is_back(redis: RedisServer) -> None:

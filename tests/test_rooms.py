@@ -11,8 +11,8 @@ import pytest
 import wslab
 from wslab import LabClient, LabServer, Transcript
 from wslab.manager import MAX_FRAME
-from wslab.protocol import MAX_CONTENT
-from wslab.rooms import ChatRooms, rooms_app
+from wslab.protocol import MAX_CONTENT, Message
+from wslab.rooms import ChatRooms, Room, rooms_app
 
 
 @pytest.fixture
@@ -231,3 +231,23 @@ def test_hooks_written_as_coroutines_are_refused_with_a_clear_error() -> None:
 
     with pytest.raises(TypeError, match=r"joined\(\) must be a plain `def`"):
         AsyncHooks()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, text: str) -> bool:
+        self.sent.append(text)
+        return True
+
+
+def test_broadcast_sends_a_model_or_a_dict_to_every_member_but_the_one_excluded() -> None:
+    room, ada, bo = Room("lobby"), Recorder(), Recorder()
+    room.members.update(ada=ada, bo=bo)  # type: ignore[dict-item]  # only send() is used
+    room.broadcast(Message(user="ada", content="hi"))
+    room.broadcast({"type": "typing", "user": "ada"}, exclude=ada)  # type: ignore[arg-type]
+    assert ada.sent == ['{"type":"message","user":"ada","content":"hi"}']
+    assert bo.sent == [ada.sent[0], '{"type": "typing", "user": "ada"}']
+    with pytest.raises(TypeError, match="a frame is a protocol model or a dict, not list"):
+        room.broadcast(["not", "a", "frame"])  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ from .auth import CLOSE_POLICY, Tokens
 from .broker import Broker, MemoryBroker, broker_from_url, log_to_stderr
 from .manager import Client
 from .pages import page
-from .protocol import MAX_CONTENT, Announcement
+from .protocol import MAX_CONTENT, Announcement, encode
 from .ratelimit import BURST, RATE, RateLimit
 from .rooms import Room
 from .secure_rooms import SecureRooms, secure_app
@@ -115,16 +115,18 @@ class AppRooms(SecureRooms):
         super().handle(room, user, client, data)
 
     async def announce(self, content: str) -> int:
-        """Send ``content`` to everyone in every room as an ``announcement``; return how many it was
-        queued for. It runs on the server's loop: from a cell, ``server.call(rooms.announce("..."))``.
-        (Nothing in it waits: it is ``async`` so that it can only run on the server's loop.)"""
+        """Send ``content`` to everyone in every room as an ``announcement``, and through the broker to
+        every other worker's rooms; return how many people here it was queued for. It runs on the server's
+        loop: from a cell, ``server.call(rooms.announce("..."))``. (Nothing in it waits: it is ``async`` so
+        that it can only run on the server's loop.)"""
         if not content or len(content) > MAX_CONTENT:
             raise ValueError(f"an announcement has 1 to {MAX_CONTENT} characters, not {len(content)}")
-        frame = Announcement(content=content)
-        rooms = tuple(self.rooms.values())
-        for room in rooms:
-            room.broadcast(frame)
-        return sum(len(room.members) for room in rooms)
+        text = encode(Announcement(content=content))
+        clients = [client for room in self.rooms.values() for client in room.members.values()]
+        for client in clients:
+            client.send(text)
+        self.broker.announce(text)
+        return len(clients)
 
     def status(self) -> list[dict[str, Any]]:
         """The rooms in use and how many people are in each, busiest first."""

@@ -56,6 +56,10 @@ class Broker(abc.ABC):
         :meth:`Room.join <wslab.rooms.Room.join>` refuses a name already in the room."""
         return contextlib.nullcontext()
 
+    def announce(self, text: str) -> None:  # noqa: B027 (nothing to do for a broker of one process)
+        """Send ``text`` to every member of every room on the other workers (the caller has served this
+        worker's own)."""
+
     async def start(self) -> None:  # noqa: B027 (a broker with nothing to connect to need not override it)
         """Connect to whatever the broker needs (the app's startup)."""
 

@@ -28,6 +28,7 @@ send back to the client in an ``error`` frame; :func:`encode` turns a server-sid
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -144,9 +145,14 @@ class ProtocolError(ValueError):
     """A frame that does not follow the protocol; ``str(error)`` says why, in words for the client."""
 
 
-def encode(frame: ServerFrame) -> str:
-    """The JSON text of a server → client frame (``from`` spelt as on the wire)."""
-    return frame.model_dump_json(by_alias=True)
+def encode(frame: ServerFrame | Mapping[str, Any]) -> str:
+    """The JSON text of a server → client frame (``from`` spelt as on the wire). A dict (a kind of frame of
+    your own) is sent as ``Client.send`` sends one."""
+    if isinstance(frame, ServerFrame):
+        return frame.model_dump_json(by_alias=True)
+    if isinstance(frame, Mapping):
+        return json.dumps(dict(frame))
+    raise TypeError(f"a frame is a protocol model or a dict, not {type(frame).__name__}")
 
 
 def valid_user(name: str) -> bool:

@@ -161,6 +161,9 @@ class RedisBroker(Broker):
         cannot reach them (Redis away, outbox full): then it is counted, and logged."""
         return self._send(f"{self.worker_id}\n{kind}\n{room}\n{arg}\n{text}")
 
+    def announce(self, text: str) -> None:
+        self._send(f"{self.worker_id}\nall\n\n\n{text}")
+
     def _send(self, item: Item) -> bool:
         if self.connected and (self._outbox.qsize() < OUTBOX or not isinstance(item, str)):
             self._outbox.put_nowait(item)
@@ -237,6 +240,10 @@ class RedisBroker(Broker):
     def _deliver(self, envelope: str) -> None:
         """Hand a frame from another worker, or a presence change, to this worker's members."""
         origin, kind, name, arg, text = envelope.split("\n", 4)
+        if kind == "all":  # an announcement, for every room
+            for followed in self._rooms.values() if origin != self.worker_id else ():
+                followed.local(text)
+            return
         room = self._rooms.get(name)
         if room is None:
             return

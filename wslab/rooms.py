@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, WebSocket
 
@@ -68,11 +70,13 @@ class Room:
     def users(self) -> list[str]:
         return list(self.members)
 
-    def broadcast(self, frame: ServerFrame) -> None:
-        """Queue ``frame`` for every member; never waits (see :meth:`Client.send`)."""
+    def broadcast(self, frame: ServerFrame | Mapping[str, Any], *, exclude: Client | None = None) -> None:
+        """Queue ``frame`` (a protocol model, or a dict sent as JSON) for every member but ``exclude``;
+        never waits (see :meth:`Client.send`)."""
         text = encode(frame)
         for client in tuple(self.members.values()):
-            client.send(text)
+            if client is not exclude:
+                client.send(text)
 
     def join(self, user: str, client: Client) -> bool:
         """Add ``user``; False (and nothing changes) if the name is taken. Everyone gets a ``join``."""

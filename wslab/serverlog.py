@@ -19,7 +19,8 @@ from collections.abc import Iterator
 
 __all__ = ["ServerLog"]
 
-CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "asyncio", "wslab.auth")
+CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "asyncio", "wslab.auth",
+                    "wslab.broker")
 _SCRUB = [
     (re.compile(r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):\d+"), r"\1:<port>"),
     (re.compile(r"process \[\d+\]"), "process [<pid>]"),

@@ -16,10 +16,10 @@ Each difference is told to this worker's members as a ``join`` or a ``leave``, o
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .manager import Client
 from .protocol import Error, Join, Leave, Private, ServerFrame, encode
@@ -80,14 +80,16 @@ class SharedRoom(Room):
         return list(self._users)
 
     # -- what this worker's connections do ----------------------------------------------------------
-    def local(self, text: str) -> None:
-        """Queue ``text`` for this worker's members only."""
+    def local(self, text: str, exclude: Client | None = None) -> None:
+        """Queue ``text`` for this worker's members only (but ``exclude``)."""
         for client in tuple(self.members.values()):
-            client.send(text)
+            if client is not exclude:
+                client.send(text)
 
-    def broadcast(self, frame: ServerFrame) -> None:
+    def broadcast(self, frame: ServerFrame | Mapping[str, Any], *, exclude: Client | None = None) -> None:
+        """To this worker's members at once, and to the other workers' through Redis."""
         text = encode(frame)
-        self.local(text)
+        self.local(text, exclude)
         self.broker.publish(self.name, "room", "", text)
 
     def join(self, user: str, client: Client) -> bool:
