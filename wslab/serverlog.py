@@ -23,6 +23,7 @@ CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"
                     "wslab.broker")
 _SCRUB = [
     (re.compile(r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):\d+"), r"\1:<port>"),
+    (re.compile(r"\('(127\.0\.0\.1|::1)', \d+\)"), r"('\1', <port>)"),  # an address in an OSError's text
     (re.compile(r"process \[\d+\]"), "process [<pid>]"),
     # A task's repr, as in "Task exception was never retrieved": its number and where its code is.
     (re.compile(r" name='Task-\d+'"), ""),
