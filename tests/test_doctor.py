@@ -1,7 +1,7 @@
 import pytest
 
 from wslab import doctor
-from wslab.doctor import Diagnosis, Finding, diagnose
+from wslab.doctor import Diagnosis, Finding, check_redis, diagnose
 
 
 def test_diagnose_passes_on_this_machine_and_names_no_versions() -> None:
@@ -10,6 +10,7 @@ def test_diagnose_passes_on_this_machine_and_names_no_versions() -> None:
     text = str(result)
     assert "✔ an in-kernel server starts and a client connects" in text
     assert "✔ the browser page loads over HTTP" in text
+    assert "✔ a Redis server starts on this machine (chapter 08)" in text
     assert "✔ a headless Chromium opens the page and it talks over WebSocket" in text
     assert text.endswith("All set: this machine can run the workbook.")
     from importlib.metadata import version
@@ -54,6 +55,16 @@ def test_a_missing_chromium_is_a_failure_that_says_how_to_get_one(monkeypatch: p
     missing = "✘ no Chromium for the browser parts (chapters 06 and 07)\n    Fix: $WSLAB_CHROMIUM is "
     assert missing in str(result)
     assert "✔ an in-kernel server starts and a client connects" in str(result)  # the rest still ran
+
+
+def test_a_missing_redis_server_is_a_failure_saying_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSLAB_REDIS_SERVER", "/nonexistent/redis-server")
+    finding = check_redis()
+    assert not finding.ok
+    assert str(finding).startswith("✘ no Redis for chapter 08: $WSLAB_REDIS_SERVER is /nonexistent/")
+    assert "sudo apt-get install redis-server" in finding.fix
+    monkeypatch.delenv("WSLAB_REDIS_SERVER")
+    assert str(check_redis()) == "✔ a Redis server starts on this machine (chapter 08)"
 
 
 def test_a_proxy_in_the_environment_does_not_break_the_local_checks(monkeypatch: pytest.MonkeyPatch) -> None:

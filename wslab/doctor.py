@@ -18,6 +18,7 @@ from packaging.requirements import Requirement
 from .browser import BrowserMissing, launch
 from .client import exchange, run_sync
 from .echo import echo_app
+from .redis_server import RedisServer, RedisServerError
 from .server import LabServer, serve
 
 __all__ = ["Diagnosis", "Finding", "diagnose"]
@@ -136,10 +137,21 @@ def check_browser(server: LabServer) -> Finding:
                    f"the page showed {shown!r} instead of the echo: is a proxy rewriting local pages?")
 
 
+def check_redis() -> Finding:
+    """A ``redis-server`` starts on a free loopback port and stops again (chapter 08 runs one)."""
+    try:
+        RedisServer().start().stop()
+    except RedisServerError as exc:  # its message says how to install it
+        what, _, fix = str(exc).partition(". ")
+        return Finding(False, f"no Redis for chapter 08: {what}",
+                       fix or "run `wslab doctor` in a terminal and show the instructor what it says.")
+    return Finding(True, "a Redis server starts on this machine (chapter 08)")
+
+
 def diagnose(*, versions: bool = False) -> Diagnosis:
-    """Check Python, the packages, that a server starts, a page loads and a client connects, and that a
-    headless Chromium runs the page.
+    """Check Python, the packages, that a server starts, a page loads and a client connects, that a
+    headless Chromium runs the page, and that a Redis server starts.
 
     ``versions=True`` adds the installed version numbers (which differ between machines).
     """
-    return Diagnosis([check_python(), *check_packages(versions=versions), *check_server()])
+    return Diagnosis([check_python(), *check_packages(versions=versions), *check_server(), check_redis()])

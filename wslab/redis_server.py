@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import re
 import shutil
 import socket
@@ -44,7 +45,14 @@ class RedisServerError(ServerStartError):
 
 
 def find_redis_server() -> str:
-    """The path of ``redis-server``; raises :class:`RedisServerError` saying how to install it."""
+    """The path of ``redis-server``: ``$WSLAB_REDIS_SERVER`` if set, else the one on ``PATH``; raises
+    :class:`RedisServerError` saying how to install it."""
+    chosen = os.environ.get("WSLAB_REDIS_SERVER")
+    if chosen:
+        if not os.access(chosen, os.X_OK) or not Path(chosen).is_file():
+            raise RedisServerError(f"$WSLAB_REDIS_SERVER is {chosen}, which is not a program: point it at "
+                                   f"redis-server, or unset it. {_INSTALL}")
+        return chosen
     found = shutil.which("redis-server") or next(
         (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if Path(p).is_file()), None)
     if found is None:
@@ -56,7 +64,7 @@ class RedisServer:
     """One ``redis-server`` process on 127.0.0.1, started by :meth:`start` and stopped by :meth:`stop`.
 
     ``port=0`` picks a free port at the first start; later starts reuse it, so clients that reconnect
-    find the server again. ``executable`` defaults to the ``redis-server`` on ``PATH``.
+    find the server again. ``executable`` defaults to :func:`find_redis_server`'s.
     """
 
     def __init__(self, port: int = 0, *, executable: str | None = None) -> None:
