@@ -237,6 +237,52 @@ def test_a_worker_starts_without_redis_and_connects_when_it_comes(redis: RedisSe
         wslab.run_sync(scenario(a))
 
 
+def test_wait_connected_returns_once_the_worker_has_lost_redis_or_found_it_again(redis: RedisServer) -> None:
+    broker = RedisBroker(redis.url, retry_min=0.05, retry_max=0.5)
+
+    async def scenario() -> list[bool]:
+        seen = []
+        async with broker.running():
+            await broker.wait_connected(timeout=10)
+            seen.append(broker.connected)
+            await asyncio.to_thread(redis.stop)
+            await broker.wait_connected(False, timeout=10)
+            seen.append(broker.connected)
+            await asyncio.to_thread(redis.start)  # the same port, empty
+            await broker.wait_connected(timeout=10)
+            seen.append(broker.connected)
+        return seen
+
+    assert wslab.run_sync(scenario()) == [True, False, True]
+
+
+def test_wait_connected_raises_timeout_error_when_the_state_does_not_come_in_time(redis: RedisServer) -> None:
+    broker = RedisBroker(redis.url, retry_min=0.05, retry_max=0.5)
+
+    async def scenario() -> None:
+        async with broker.running():
+            await broker.wait_connected(timeout=10)
+            with pytest.raises(TimeoutError):
+                await broker.wait_connected(False, timeout=0.2)  # Redis is up: it never comes
+            assert broker.connected
+
+    wslab.run_sync(scenario())
+
+
+def test_wait_connected_refuses_a_broker_that_is_not_running(redis: RedisServer) -> None:
+    broker = RedisBroker(redis.url)
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match="the broker is not running: it starts with the app"):
+            await broker.wait_connected()
+        async with broker.running():
+            await broker.wait_connected(timeout=10)
+        with pytest.raises(RuntimeError, match="the broker is not running"):  # and once it has stopped
+            await broker.wait_connected(False)
+
+    wslab.run_sync(scenario())
+
+
 def test_a_name_let_in_on_two_workers_while_redis_was_away_is_kept_by_one(redis: RedisServer,
                                                                            broker_log: LogLines) -> None:
     async def scenario(a: LabServer, b: LabServer) -> tuple[int | None, str | None, list[tuple[str, str]]]:

@@ -15,7 +15,8 @@ the other workers need, so a hook never waits on the network and an outage never
 - **Redis away:** one warning line; local delivery and presence go on; frames for other workers are
   counted, never queued without bound; reconnection with capped exponential backoff; then this worker's
   users are registered again, and one line says cross-worker delivery resumed and how many frames reached
-  only this worker meanwhile.
+  only this worker meanwhile. Keeping the connection up is :mod:`wslab.redis_link`'s part; this module
+  says what the broker does with it.
 """
 
 from __future__ import annotations
@@ -27,35 +28,29 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, ClassVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .broker import Broker, redacted
 from .protocol import valid_room, valid_user
+from .redis_link import LOST, REDIS_TIMEOUT, RETRY_MAX, RETRY_MIN, RedisLink
 from .redis_scripts import CLAIM, REFRESH, RELEASE, SWEEP
 from .shared_room import Claim, SharedRoom, holding
 
 __all__ = ["PRESENCE_TTL", "RedisBroker"]
 
 PRESENCE_TTL = 15.0  # seconds a worker's users stay listed after it stops refreshing them (it died)
-RETRY_MIN, RETRY_MAX = 0.2, 5.0  # seconds between reconnection attempts: doubling, capped
 OUTBOX = 10_000  # frames waiting for Redis before more are dropped (and counted)
 BATCH = 500  # frames in one pipelined round trip
-REDIS_TIMEOUT = 3.0  # seconds for one Redis command before Redis counts as away
-_LOST = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 _log = logging.getLogger("wslab.broker")
 Item = str | tuple[str, str, str] | None  # a frame to publish, a release (room, user, owner), a refresh
 
 
-class RedisBroker(Broker):
+class RedisBroker(RedisLink, Broker):
     """Rooms shared by every worker process that uses the same Redis ``url`` (and ``prefix``).
 
     ``presence_ttl``: seconds a user stays listed once its worker stops refreshing it (a worker that was
@@ -65,18 +60,16 @@ class RedisBroker(Broker):
     """
 
     shared: ClassVar[bool] = True
+    without_redis: ClassVar[str] = "rooms reach only this worker's clients until it is back"
 
     def __init__(self, url: str, *, presence_ttl: float = PRESENCE_TTL, prefix: str = "wslab",
                  retry_min: float = RETRY_MIN, retry_max: float = RETRY_MAX) -> None:
         if presence_ttl < 0.3:
             raise ValueError(f"presence_ttl is {presence_ttl:g} s: give at least 0.3 s (default 15)")
-        self.url = url
+        super().__init__(url, f"{prefix}:frames", retry_min=retry_min, retry_max=retry_max)
         self.presence_ttl = presence_ttl
         self.prefix = prefix
-        self.retry = (retry_min, retry_max)
         self.worker_id = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self.channel = f"{prefix}:frames"
-        self.connected = False
         self.undelivered = 0  # frames that reached only this worker's clients (Redis away, outbox full)
         self._missed = 0  # ... since the last line that said how many
         self._rooms: dict[str, SharedRoom] = {}  # rooms with members here, or a claim in progress
@@ -84,8 +77,6 @@ class RedisBroker(Broker):
         self._owners = itertools.count()
         self._unreleased: list[tuple[str, str, str]] = []  # releases Redis missed while away
         self._scripts: dict[str, AsyncScript] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._warned = False  # an outage was logged, and its end was not yet
         self._steady_after = 0.0  # (monotonic) lists from Redis may remove users again
 
     def __repr__(self) -> str:
@@ -139,7 +130,7 @@ class RedisBroker(Broker):
                                      f"{self.worker_id}/", self.channel, self.worker_id]
             try:
                 granted, number, users = await self._scripts["claim"](keys=self._keys(room.name), args=args)
-            except _LOST as exc:
+            except LOST as exc:
                 self._lost(exc)
                 return  # Redis away: this worker decides alone
             claim.granted, claim.in_redis = bool(granted), True
@@ -270,109 +261,37 @@ class RedisBroker(Broker):
                                                  client=pipe)
                 await pipe.execute()
 
-    # -- connection ---------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Connect (waiting a few seconds at most) and keep connecting, in the background, for as long
-        as the app runs. Without Redis the app still starts: each worker then serves its own clients."""
-        if self._task is not None:
-            return
+    # -- the connection's hooks (wslab.redis_link) -------------------------------------------------
+    def _on_start(self) -> None:
         self._outbox: asyncio.Queue[Item] = asyncio.Queue()
-        self._broken = asyncio.Event()
-        self._settled = asyncio.Event()  # the first attempt to connect is over
-        self._task = asyncio.create_task(self._supervise(), name="wslab-redis-broker")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._settled.wait(), REDIS_TIMEOUT)
 
-    async def stop(self) -> None:
-        """Send what is waiting (a few seconds at most), then disconnect. Safe to call twice."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        if self.connected:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox.join(), REDIS_TIMEOUT)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        self.connected = False
-
-    async def _supervise(self) -> None:
-        delay = self.retry[0]
-        while True:
-            redis = Redis.from_url(self.url, decode_responses=True, retry=Retry(NoBackoff(), 0),
-                                   socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
-            pubsub = redis.pubsub()
-            try:
-                try:
-                    await self._connect(redis, pubsub)
-                except Exception as exc:
-                    self._down(exc)
-                    self._settled.set()
-                    await asyncio.sleep(delay)  # backoff before the next attempt
-                    delay = min(delay * 2, self.retry[1])
-                    continue
-                delay = self.retry[0]
-                self._settled.set()
-                try:
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(self._read(pubsub))
-                        group.create_task(self._write(redis))
-                        group.create_task(self._tick(redis))
-                        group.create_task(self._watch())
-                except* Exception as failures:
-                    self._down(failures.exceptions[0])
-            finally:
-                with contextlib.suppress(Exception):  # closing what may already be broken
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                    await redis.aclose()
-
-    async def _connect(self, redis: Redis, pubsub: PubSub) -> None:
+    def _on_connect(self, redis: Redis) -> None:
         self._scripts = {name: redis.register_script(source) for name, source in
                          (("claim", CLAIM), ("release", RELEASE), ("refresh", REFRESH), ("sweep", SWEEP))}
-        await redis.ping()
-        await pubsub.subscribe(self.channel)
-        if await pubsub.get_message(timeout=REDIS_TIMEOUT) is None:  # the subscription's confirmation
-            raise RedisTimeoutError(f"no confirmation of the subscription to {self.channel}")
-        self._broken.clear()
         for room in self._rooms.values():  # Redis may have restarted, empty: wait for fresh lists
             room.out_of_step()
         self._steady_after = time.monotonic() + self.presence_ttl + self.retry[1]
-        self.connected = True
         for item in self._unreleased:  # what this worker's users did while Redis was away...
             self._outbox.put_nowait(item)
         self._unreleased.clear()
         self._outbox.put_nowait(None)  # ...then who is here now
-        if self._warned:
+
+    def _jobs(self, redis: Redis, pubsub: PubSub) -> list[Coroutine[Any, Any, None]]:
+        return [self._read(pubsub), self._write(redis), self._tick(redis)]
+
+    def _on_disconnect(self) -> None:
+        while not self._outbox.empty():  # what was waiting will not get there
+            self._undeliverable(self._outbox.get_nowait())
+            self._outbox.task_done()
+
+    async def _on_stop(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.join(), REDIS_TIMEOUT)
+
+    def _say_connected(self, *, back: bool) -> None:
+        if back:
             _log.warning("Redis at %s is back: cross-worker delivery resumed (frames that reached only this "
                          "worker's clients meanwhile: %d).", redacted(self.url), self._missed)
         else:
             _log.info("Rooms are shared through Redis at %s (worker %s).", redacted(self.url), self.worker_id)
-        self._warned, self._missed = False, 0
-
-    def _down(self, exc: BaseException) -> None:
-        if not isinstance(exc, _LOST):
-            _log.error("The Redis broker failed; reconnecting.", exc_info=exc)
-        was, self.connected = self.connected, False
-        while not self._outbox.empty():  # what was waiting will not get there
-            self._undeliverable(self._outbox.get_nowait())
-            self._outbox.task_done()
-        if not self._warned:
-            what = "Lost" if was else "Cannot reach"
-            _log.warning("%s Redis at %s (%s): rooms reach only this worker's clients until it is back; "
-                         "retrying every %g s at most.", what, redacted(self.url), _reason(exc),
-                         self.retry[1])
-            self._warned = True
-
-    def _lost(self, exc: BaseException) -> None:
-        """A command failed outside the broker's own tasks (a claim): reconnect."""
-        self._failure = exc
-        self._broken.set()
-
-    async def _watch(self) -> None:
-        await self._broken.wait()
-        raise self._failure
-
-
-def _reason(exc: BaseException) -> str:  # redis-py: "Error 111 connecting to h:p. Connection refused."
-    text = str(exc).strip().rstrip(".") or type(exc).__name__
-    return text.split(". ")[-1] if text.startswith("Error ") else text
+        self._missed = 0
