@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,9 +30,11 @@ from wslab.checks import (
     check_room_permissions,
     check_shout,
     check_since,
+    check_stream_history,
     check_sum,
     check_symbols,
     check_typing,
+    check_typing_everywhere,
     check_who,
 )
 from wslab.student import has_solution, stub_solutions
@@ -52,14 +55,19 @@ EXERCISES: dict[str, tuple[str, str, Callable[[Any], CheckResult]]] = {
     "heartbeat": ("05_streaming", "alive_app", check_heartbeat),
     "typing": ("06_complete_app", "typing_app", check_typing),
     "reactions": ("06_complete_app", "reactions_app", check_reactions),
+    "typing everywhere": ("08_scaling", "SharedTypingRooms", check_typing_everywhere),
+    "stream history": ("08_scaling", "RoomHistory", check_stream_history),
 }
 
 
 def answer_app(notebook: str, app_name: str, *, stub: bool = False) -> Any:
-    """Run the notebook's answer cell that defines ``app_name`` and return the app it made."""
+    """Run the notebook's answer cell that defines ``app_name`` (``app_name = ...`` or ``class app_name``)
+    and return what it made."""
     path = NOTEBOOKS / f"{notebook}.ipynb"
+    defines = re.compile(rf"^class {re.escape(app_name)}\b", re.M)
     cells = [c.source for c in nbformat.read(path, as_version=4).cells
-             if c.cell_type == "code" and has_solution(c.source) and f"{app_name} = " in c.source]
+             if c.cell_type == "code" and has_solution(c.source)
+             and (f"{app_name} = " in c.source or defines.search(c.source))]
     assert len(cells) == 1, f"expected one answer cell defining {app_name}"
     namespace: dict[str, Any] = {"FastAPI": FastAPI, "WebSocket": WebSocket,
                                  "WebSocketDisconnect": WebSocketDisconnect, "json": json, "wslab": wslab}

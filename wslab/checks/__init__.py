@@ -6,6 +6,7 @@ from .broadcast import check_count, check_no_echo
 from .echo import check_reverse, check_shout, check_sum
 from .result import CheckResult
 from .rooms import check_history, check_who
+from .scaling import check_stream_history, check_typing_everywhere
 from .streaming import check_heartbeat, check_since, check_symbols
 from .testing import check_leave_test, check_private_test, check_sender_test
 
@@ -24,8 +25,10 @@ __all__ = [
     "check_sender_test",
     "check_shout",
     "check_since",
+    "check_stream_history",
     "check_sum",
     "check_symbols",
     "check_typing",
+    "check_typing_everywhere",
     "check_who",
 ]

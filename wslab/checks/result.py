@@ -1,4 +1,4 @@
-"""What every exercise check shares: serve the learner's app, drive it, and give a verdict.
+"""What every exercise check shares: serve the learner's app (or several), drive it, and give a verdict.
 
 A check prints nothing itself: it returns a :class:`CheckResult`, which a notebook shows as its cell's
 output. The verdict is one of three:
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,10 +25,11 @@ from ..server import LabServer, serve
 from ..serverlog import render
 from ..transcript import Transcript
 
-__all__ = ["CheckResult", "Mismatch", "expect", "run_check"]
+__all__ = ["CheckResult", "Mismatch", "expect", "run_check", "run_check_on_servers"]
 
 Status = Literal["passed", "failed", "not done"]
 Scenario = Callable[[LabServer, Transcript], Coroutine[Any, Any, None]]
+ServersScenario = Callable[[list[LabServer], Transcript], Coroutine[Any, Any, None]]
 
 
 class Mismatch(Exception):
@@ -83,34 +84,60 @@ def run_check(exercise: str, app: Any, scenario: Scenario, *, passed: str, hint:
                            "FastAPI app it is registered on (the variable that holds FastAPI()).", hint)
     if not callable(app):
         return CheckResult(exercise, "failed", f"expected your app (a FastAPI object), got {app!r}.", hint)
+
+    async def on_one(servers: list[LabServer], transcript: Transcript) -> None:
+        await scenario(servers[0], transcript)
+
+    return run_check_on_servers(exercise, [app], on_one, passed=passed, hint=hint, timeout=timeout)
+
+
+def run_check_on_servers(exercise: str, apps: Sequence[Any], scenario: ServersScenario, *, passed: str,
+                         hint: str, timeout: float = 30.0) -> CheckResult:
+    """:func:`run_check` for several apps at once (workers of one chat sharing a Redis, for example),
+    each served by a server of its own, or for none: ``scenario(servers, transcript)`` gets the servers
+    in the order of ``apps``. The verdict is :func:`run_check`'s, over every server."""
     transcript = Transcript(live=False)
-    server = serve(app, name=f"check {exercise}")
+    servers: list[LabServer] = []
     outcome: BaseException | None = None
     try:
-        run_sync(scenario(server, transcript), timeout=timeout)
+        for n, app in enumerate(apps):
+            name = f"check {exercise}" if len(apps) == 1 else f"check {exercise} #{n + 1}"
+            servers.append(serve(app, name=name))
+        run_sync(scenario(servers, transcript), timeout=timeout)
     except (Exception, asyncio.CancelledError) as exc:
+        if len(servers) < len(apps):
+            raise  # a server did not start: not a verdict on the answer (run_check did the same)
         outcome = exc
     finally:
-        server.wait_idle(2.0)
-        server.stop(timeout=2.0)
-    errors = server.sessions.errors()
+        _stop(servers)
+    errors = [error for server in servers for error in server.sessions.errors()]
     if isinstance(outcome, NotImplementedError) or any(isinstance(e, NotImplementedError) for e in errors):
         return CheckResult(exercise, "not done", "not done yet: the answer still raises "
                            "NotImplementedError. Replace the stub with your code and run both cells again.",
                            hint)
-    logged = [line for r in server.log.records if r.levelno >= logging.ERROR for line in render(r)]
-    if outcome is None and not errors and not logged and not server.running:
+    logged = [line for server in servers for r in server.log.records if r.levelno >= logging.ERROR
+              for line in render(r)]
+    stuck = any(server.running for server in servers)
+    if outcome is None and not errors and not logged and not stuck:
         return CheckResult(exercise, "passed", passed)
     details = ["What happened:"] + [f"  {line}" for line in transcript.lines]
     if logged:
         details += ["The server logged:"] + [f"  {line}" for line in logged]
-    return CheckResult(exercise, "failed", _summary(outcome, errors, logged, server), hint,
+    return CheckResult(exercise, "failed", _summary(outcome, errors, logged, stuck), hint,
                        _expected_and_got(outcome) + details)
 
 
+def _stop(servers: list[LabServer]) -> None:
+    """Let every handler end (briefly), then stop the servers."""
+    for server in servers:
+        server.wait_idle(2.0)
+    for server in servers:
+        server.stop(timeout=2.0)
+
+
 def _summary(outcome: BaseException | None, errors: list[BaseException], logged: list[str],
-             server: LabServer) -> str:
-    if server.running:
+             stuck: bool) -> str:
+    if stuck:
         return ("not right yet: your handler kept running after the client left, so the server could not "
                 "stop. Does a loop go on without an await, or catch every exception and continue?")
     if isinstance(outcome, Mismatch):
