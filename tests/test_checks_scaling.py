@@ -3,6 +3,7 @@ real Redis of its own (the notebook's own answers and stubs are covered by test_
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from typing import Any
@@ -102,6 +103,17 @@ class BroadcastToEveryRoom(AppRooms):
         super().relay(room, user, client, data)
 
 
+class BroadcastTheRawFrame(AppRooms):
+    """room.broadcast(data, ...) with the text as it came: broadcast wants a dict, and raises."""
+
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) == "typing":
+            assert isinstance(room, SharedRoom)
+            room.broadcast(data, exclude=client)
+            return
+        super().relay(room, user, client, data)
+
+
 def test_the_answer_passes_and_leaves_no_server_running() -> None:
     result = check_typing_everywhere(SharedTyping)
     assert result.status == "passed", str(result)
@@ -135,6 +147,16 @@ def test_chapter_six_answer_fails_saying_bo_is_on_the_other_server() -> None:
 def test_typing_everywhere_wrong_answers_fail(rooms_type: type[AppRooms], reported: str) -> None:
     result = check_typing_everywhere(rooms_type)
     assert result.status == "failed" and reported in result.summary, str(result)
+
+
+def test_typing_everywhere_leads_with_the_exception_the_handler_raised() -> None:
+    result = check_typing_everywhere(BroadcastTheRawFrame)
+    assert result.status == "failed"
+    assert result.summary == (
+        "not right yet: your code raised TypeError: a frame is a protocol model or a dict, not str (see what "
+        "the server logged below); then: cy, in the lobby on ada's server, should see that ada is typing.")
+    assert "TypeError: a frame is a protocol model or a dict, not str" in str(result).split("The server "
+                                                                                            "logged:")[1]
 
 
 @pytest.mark.parametrize(("given", "reported"), [
@@ -232,6 +254,24 @@ class FieldsAsTheFrame(RoomHistory):
         await self.redis.xadd(self.key(room), frame, maxlen=self.size, approximate=True)
 
 
+class SavedWithoutAwait(RoomHistory):
+    async def save(self, room: str, frame: dict[str, Any]) -> None:
+        self.redis.xadd(self.key(room), {"frame": json.dumps(frame)}, maxlen=self.size,
+                        approximate=True)
+
+
+class RecentWithoutAwait(RoomHistory):
+    async def recent(self, room: str, count: int = 10) -> Any:
+        entries: Any = self.redis.xrevrange(self.key(room), count=count)
+        return [json.loads(fields["frame"]) for _, fields in reversed(entries)]
+
+
+class MinAndMaxSwapped(RoomHistory):
+    async def recent(self, room: str, count: int = 10) -> Any:
+        entries = await self.redis.xrevrange(self.key(room), "-", "+", count=count)
+        return [json.loads(fields["frame"]) for _, fields in reversed(entries)]
+
+
 class NotAsync(RoomHistory):
     def recent(self, room: str, count: int = 10) -> Any:  # type: ignore[override]
         return []
@@ -269,6 +309,39 @@ def test_stream_history_wrong_answers_fail(history_type: type[RoomHistory], repo
     result = check_stream_history(history_type)
     assert result.status == "failed" and reported in result.summary, str(result)
     assert got is None or got in str(result), str(result)
+
+
+def test_stream_history_asks_whether_xadd_was_awaited_when_nothing_reached_redis() -> None:
+    result = check_stream_history(SavedWithoutAwait)
+    assert result.status == "failed"
+    assert result.summary == ("not right yet: after 7 saves, nothing reached Redis: did you await "
+                              "self.redis.xadd(...)? Without await, redis.asyncio makes the command but "
+                              "never sends it.")
+    assert "got:      'no key at all in Redis'" in str(result)
+    gc.collect()  # no "coroutine ... was never awaited" left to warn (warnings are errors here)
+
+
+def test_stream_history_says_a_redis_call_in_recent_was_not_awaited() -> None:
+    result = check_stream_history(RecentWithoutAwait)
+    assert result.status == "failed"
+    assert result.summary == ("not right yet: recent('lobby', 5) raised TypeError: a redis call in it was "
+                              "not awaited, so it gave a coroutine, not Redis's reply (entries = await "
+                              "self.redis.xrevrange(...)).")
+    assert "got:      \"TypeError: 'coroutine' object is not reversible\"" in str(result)
+    gc.collect()
+
+
+def test_stream_history_blames_no_await_only_when_a_coroutine_is_involved() -> None:
+    result = check_stream_history(FieldsAsTheFrame)  # a DataError from an awaited xadd: no coroutine there
+    assert "not awaited" not in result.summary, result.summary
+
+
+def test_stream_history_says_the_stream_holds_entries_when_recent_gives_nothing() -> None:
+    result = check_stream_history(MinAndMaxSwapped)
+    assert result.status == "failed"
+    assert result.summary == ("not right yet: the lobby's stream holds 5 entries but recent('lobby', 3) gave "
+                              "[]: redis-py's xrevrange takes max before min ('+', '-'), or leave both out.")
+    assert "got:      []" in str(result)
 
 
 def test_stream_history_wants_the_class() -> None:

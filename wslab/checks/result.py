@@ -5,7 +5,8 @@ output. The verdict is one of three:
 
 - passed: every step gave what was expected;
 - failed: a step did not; the result shows what was sent, what was expected, what came back, the
-  transcript, whatever the server logged, and a hint;
+  transcript, whatever the server logged, and a hint (the summary names first the exception the learner's
+  handler raised, if it raised one: the mismatch usually follows from it);
 - not done: the answer still raises ``NotImplementedError`` (the stub of a student copy).
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ..client import run_sync
@@ -141,7 +143,13 @@ def _summary(outcome: BaseException | None, errors: list[BaseException], logged:
         return ("not right yet: your handler kept running after the client left, so the server could not "
                 "stop. Does a loop go on without an await, or catch every exception and continue?")
     if isinstance(outcome, Mismatch):
-        return f"not right yet: {outcome.step}."
+        step = outcome.step if outcome.step.endswith((".", "?", "!")) else f"{outcome.step}."
+        raised = next((cause for cause in map(_cause, errors) if cause is not None), None)
+        if raised is None:
+            return f"not right yet: {step}"
+        # The exception comes first: what the check saw next (a leave frame, a missing reply) follows from it.
+        where = " (see what the server logged below)" if logged else ""
+        return f"not right yet: your code raised {_exception(raised)}{where}; then: {step}"
     if isinstance(outcome, InvalidStatus):
         status = outcome.response.status_code
         if status == 403:
@@ -158,6 +166,28 @@ def _summary(outcome: BaseException | None, errors: list[BaseException], logged:
     if errors:
         return "not right yet: the replies were right, but your handler raised an exception."
     return "not right yet: the replies were right, but the server logged an error."
+
+
+# What a handler raises when its client has gone: after a mismatch the check closes its clients, so these
+# follow from the mismatch rather than explain it.
+_LEFT = (WebSocketDisconnect, ConnectionClosed, asyncio.CancelledError)
+
+
+def _cause(error: BaseException) -> BaseException | None:
+    """The exception to name for a handler that raised ``error`` (in a group, the first that counts), or
+    None if it only says the client had gone."""
+    if isinstance(error, BaseExceptionGroup):
+        return next((cause for cause in map(_cause, error.exceptions) if cause is not None), None)
+    return None if isinstance(error, _LEFT) else error
+
+
+def _exception(error: BaseException) -> str:
+    """``error`` as a learner would see it at the end of a traceback, on one line."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    if len(text) > 160:
+        text = text[:159] + "…"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _expected_and_got(outcome: BaseException | None) -> list[str]:

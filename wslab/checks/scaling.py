@@ -8,9 +8,13 @@ secret; exercise 8.2 drives the learner's history class against that Redis direc
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import inspect
 import json
-from collections.abc import Callable
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -171,9 +175,33 @@ def _frame(user: str, content: str) -> dict[str, Any]:
     return {"type": "message", "user": user, "content": content}
 
 
-async def _call(transcript: Transcript, what: str, call: Callable[[], Any]) -> Any:
-    """Await the learner's ``call()`` (``what`` says which), noted in the transcript; what it raises becomes
-    a :class:`Mismatch` saying so (but ``NotImplementedError``: not done yet)."""
+@contextlib.contextmanager
+def _unawaited_kept_quiet() -> Iterator[None]:
+    """Silence Python's "coroutine ... was never awaited" while the learner's code runs, and until what it
+    left is collected: a redis call without await makes such a coroutine, and the verdict says so in words,
+    not with a RuntimeWarning (an error in the test run, noise in the notebook, maybe cells later)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+        try:
+            yield
+        finally:
+            # A failed step's traceback holds the learner's frames, in a cycle: collected now, their
+            # coroutines go while the warning is silenced.
+            gc.collect()
+
+
+def _on_a_coroutine(exc: BaseException) -> bool:
+    """Whether ``exc`` came from using a coroutine object as if it were Redis's reply: a redis call not
+    awaited (its message says coroutine, or one of its frames holds a coroutine never started)."""
+    return "coroutine" in str(exc) or any(
+        inspect.iscoroutine(value) and inspect.getcoroutinestate(value) == inspect.CORO_CREATED
+        for frame, _ in traceback.walk_tb(exc.__traceback__) for value in frame.f_locals.values())
+
+
+async def _call(transcript: Transcript, what: str, call: Callable[[], Any], awaited: str) -> Any:
+    """Await the learner's ``call()`` (``what`` says which, ``awaited`` what it should await), noted in the
+    transcript; what it raises becomes a :class:`Mismatch` saying so (but ``NotImplementedError``: not done
+    yet)."""
     transcript.add("check", SENT, what)
     try:
         result = call()
@@ -187,8 +215,14 @@ async def _call(transcript: Transcript, what: str, call: Callable[[], Any]) -> A
                        "JSON; json.dumps(frame) is)", "frames stored as JSON", f"JSONDecodeError: {exc}"
                        ) from None
     except Exception as exc:
-        why = (": a stream entry's fields are strings, so store the frame as JSON in one field, "
-               "{'frame': json.dumps(frame)}") if type(exc).__name__ == "DataError" else ""
+        if type(exc).__name__ == "DataError":
+            why = (": a stream entry's fields are strings, so store the frame as JSON in one field, "
+                   "{'frame': json.dumps(frame)}")
+        elif _on_a_coroutine(exc):
+            why = (": a redis call in it was not awaited, so it gave a coroutine, not Redis's reply "
+                   f"({awaited})")
+        else:
+            why = ""
         raise Mismatch(f"{what} raised {type(exc).__name__}{why}", "no exception",
                        f"{type(exc).__name__}: {exc}") from None
     if value is not None:
@@ -196,9 +230,13 @@ async def _call(transcript: Transcript, what: str, call: Callable[[], Any]) -> A
     return value
 
 
-def _recent_step(got: Any, saved: list[dict[str, Any]], room: str, count: int) -> str:
-    """Why ``recent(room, count)`` gave ``got`` instead of the last ``count`` of ``saved``."""
+def _recent_step(got: Any, saved: list[dict[str, Any]], room: str, count: int, held: int) -> str:
+    """Why ``recent(room, count)`` gave ``got`` instead of the last ``count`` of ``saved``, with ``held``
+    entries in the room's stream."""
     asked = f"recent({room!r}, {count})"
+    if got == [] and held:
+        return (f"the {room}'s stream holds {held} entries but {asked} gave []: redis-py's xrevrange takes "
+                "max before min ('+', '-'), or leave both out")
     items = got if isinstance(got, list) else []
     if items and all(isinstance(item, (list, tuple)) and len(item) == 2 for item in items):
         return (f"{asked} should give the frames themselves, as dicts, not the stream's (ID, fields) "
@@ -235,41 +273,49 @@ def check_stream_history(history_type: Any) -> CheckResult:
             finally:
                 await redis.aclose()
 
-        return run_check_on_servers(exercise, [], scenario, hint=hint,
-                                    passed="each room keeps its recent frames in a capped Redis stream.")
+        with _unawaited_kept_quiet():
+            return run_check_on_servers(exercise, [], scenario, hint=hint,
+                                        passed="each room keeps its recent frames in a capped Redis stream.")
 
     return _with_redis(exercise, hint, run)
 
 
 async def _history(history: Any, redis: Redis, transcript: Transcript) -> None:
     async def recent(room: str, count: int) -> Any:
-        return await _call(transcript, f"recent({room!r}, {count})", lambda: history.recent(room, count))
+        return await _call(transcript, f"recent({room!r}, {count})", lambda: history.recent(room, count),
+                           "entries = await self.redis.xrevrange(...)")
 
     async def save(room: str, frame: dict[str, Any]) -> None:
-        await _call(transcript, f"save({room!r}, {frame})", lambda: history.save(room, frame))
+        await _call(transcript, f"save({room!r}, {frame})", lambda: history.save(room, frame),
+                    "await self.redis.xadd(...)")
 
     expect(await recent("lobby", 5), [], "recent() of a room nothing was saved to should be []")
     lobby = [{"type": "join", "user": "ada", "users": ["ada"]}, *(_frame("ada", str(n)) for n in range(1, 5))]
     kitchen = [_frame("bo", "k1"), _frame("bo", "k2")]
-    for room, n in (("lobby", 0), ("lobby", 1), ("kitchen", 0), ("lobby", 2), ("lobby", 3), ("kitchen", 1),
-                    ("lobby", 4)):
+    saves = [("lobby", 0), ("lobby", 1), ("kitchen", 0), ("lobby", 2), ("lobby", 3), ("kitchen", 1),
+             ("lobby", 4)]
+    for room, n in saves:
         await save(room, (lobby if room == "lobby" else kitchen)[n])
     kind = str(await redis.type("history:lobby"))  # decode_responses=True: a str already
     if kind == "none":
         keys = sorted(await redis.keys("*"))
+        if not keys:
+            raise Mismatch(f"after {len(saves)} saves, nothing reached Redis: did you await "
+                           "self.redis.xadd(...)? Without await, redis.asyncio makes the command but never "
+                           "sends it", "a stream at history:lobby", "no key at all in Redis")
         raise Mismatch("saving to the lobby should add to its own stream at history:lobby (self.key(room)): "
                        "each room has a stream of its own", "a stream at history:lobby",
                        f"nothing there; the keys in Redis are {keys!r}")
     if kind != "stream":
         raise Mismatch(f"history:lobby should be a Redis stream, made with XADD: it is a {kind}. A stream "
                        "keeps an ID for each entry, and XADD's maxlen caps it", "stream", kind)
-    expect(await redis.xlen("history:lobby"), len(lobby),
-           f"after {len(lobby)} saves to the lobby, its stream should hold {len(lobby)} entries (one XADD "
-           "each)")
+    held = await redis.xlen("history:lobby")
+    expect(held, len(lobby), f"after {len(lobby)} saves to the lobby, its stream should hold {len(lobby)} "
+           "entries (one XADD each)")
     for count in (3, 10):
         got = await recent("lobby", count)
         if got != lobby[-count:]:
-            raise Mismatch(_recent_step(got, lobby, "lobby", count), lobby[-count:], got)
+            raise Mismatch(_recent_step(got, lobby, "lobby", count, held), lobby[-count:], got)
     expect(await recent("kitchen", 10), kitchen,
            "rooms are separate: recent('kitchen', 10) should give the kitchen's 2 frames, and nothing else")
     attic = [_frame("cy", str(n)) for n in range(FLOOD)]
