@@ -40,13 +40,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from .protocol import encode
 
 __all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "Client", "ConnectionManager", "broadcast_app", "fit_reason"]
 
@@ -197,7 +198,7 @@ def _text(message: str | Mapping[str, Any]) -> str:
     if isinstance(message, str):
         return message
     if isinstance(message, Mapping):
-        return json.dumps(message)
+        return encode(message)  # a dict has one JSON form, whichever way it is sent
     raise TypeError(f"send text (str) or a dict to send as JSON, not {type(message).__name__}")
 
 

@@ -146,8 +146,8 @@ class ProtocolError(ValueError):
 
 
 def encode(frame: ServerFrame | Mapping[str, Any]) -> str:
-    """The JSON text of a server → client frame (``from`` spelt as on the wire). A dict (a kind of frame of
-    your own) is sent as ``Client.send`` sends one."""
+    """The JSON text of a server → client frame (``from`` spelt as on the wire), or of a dict (a kind of
+    frame of your own; ``Client.send`` turns a dict into text here too)."""
     if isinstance(frame, ServerFrame):
         return frame.model_dump_json(by_alias=True)
     if isinstance(frame, Mapping):

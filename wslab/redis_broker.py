@@ -231,9 +231,10 @@ class RedisBroker(RedisLink, Broker):
     def _deliver(self, envelope: str) -> None:
         """Hand a frame from another worker, or a presence change, to this worker's members."""
         origin, kind, name, arg, text = envelope.split("\n", 4)
-        if kind == "all":  # an announcement, for every room
-            for followed in self._rooms.values() if origin != self.worker_id else ():
-                followed.local(text)
+        if kind == "all":  # an announcement, for every room (this worker served its own already)
+            if origin != self.worker_id:
+                for followed in self._rooms.values():
+                    followed.local(text)
             return
         room = self._rooms.get(name)
         if room is None:
