@@ -28,8 +28,16 @@ def test_an_unsupported_python_is_a_failure_with_a_fix(monkeypatch: pytest.Monke
     monkeypatch.setattr(doctor.sys, "version_info", (3, 10, 0))
     finding = doctor.check_python()
     assert not finding.ok
-    assert str(finding) == ("✘ Python 3.10 is not supported (3.11 to 3.13 are)\n"
-                            "    Fix: install Python 3.13 and run `./run lab --python 3.13`.")
+    assert str(finding) == (
+        "✘ Python 3.10 is too old (3.11 or newer is needed)\n"
+        "    Fix: install a newer Python and run `python run.py lab --python 3.11` (or newer).")
+
+
+@pytest.mark.parametrize("running", [(3, 11, 0), (3, 15, 2), (3, 16, 0)])
+def test_every_python_from_3_11_on_is_supported(monkeypatch: pytest.MonkeyPatch,
+                                                running: tuple[int, int, int]) -> None:
+    monkeypatch.setattr(doctor.sys, "version_info", running)
+    assert str(doctor.check_python()) == "✔ Python version is supported (3.11 or newer)"
 
 
 def test_a_too_old_or_missing_package_is_a_failure_with_a_fix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -159,8 +159,8 @@ def test_an_unhandled_disconnect_is_captured_not_printed(capsys: pytest.CaptureF
 
 
 NEST_ASYNCIO_SCRIPT = textwrap.dedent("""
-    import nest_asyncio
-    nest_asyncio.apply()          # before uvicorn is imported: the case that breaks uvicorn.run on 3.12+
+    import nest_asyncio2
+    nest_asyncio2.apply()         # before uvicorn is imported, as a learner pasting a script would
     import asyncio, wslab
     from apps import echo_app
 
@@ -177,8 +177,8 @@ NEST_ASYNCIO_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_serve_works_after_nest_asyncio_apply() -> None:
-    # nest_asyncio patches asyncio for the whole process, so this runs in a process of its own.
+def test_serve_works_after_nest_asyncio2_apply() -> None:
+    # nest_asyncio2 patches asyncio for the whole process, so this runs in a process of its own.
     result = subprocess.run([sys.executable, "-W", "error", "-c", NEST_ASYNCIO_SCRIPT],
                             capture_output=True, text=True, timeout=60,
                             cwd=Path(__file__).parent)

@@ -23,7 +23,7 @@ from .server import LabServer, serve
 
 __all__ = ["Diagnosis", "Finding", "diagnose"]
 
-SUPPORTED_PYTHONS = ((3, 11), (3, 13))
+OLDEST_PYTHON = (3, 11)  # the oldest Python the workbook runs on; every newer one is supported
 
 
 @dataclass
@@ -54,13 +54,12 @@ class Diagnosis:
 
 
 def check_python() -> Finding:
-    low, high = SUPPORTED_PYTHONS
+    low = f"{OLDEST_PYTHON[0]}.{OLDEST_PYTHON[1]}"
     running = sys.version_info[:2]
-    span = f"{low[0]}.{low[1]} to {high[0]}.{high[1]}"
-    if low <= running <= high:
-        return Finding(True, f"Python version is supported ({span})")
-    return Finding(False, f"Python {running[0]}.{running[1]} is not supported ({span} are)",
-                   f"install Python {high[0]}.{high[1]} and run `./run lab --python {high[0]}.{high[1]}`.")
+    if running >= OLDEST_PYTHON:
+        return Finding(True, f"Python version is supported ({low} or newer)")
+    return Finding(False, f"Python {running[0]}.{running[1]} is too old ({low} or newer is needed)",
+                   f"install a newer Python and run `python run.py lab --python {low}` (or newer).")
 
 
 def check_packages(*, versions: bool = False) -> list[Finding]:
@@ -73,7 +72,7 @@ def check_packages(*, versions: bool = False) -> list[Finding]:
             installed = version(requirement.name)
         except PackageNotFoundError:
             findings.append(Finding(False, f"{requirement.name} is not installed",
-                                    "run `./run lab` from the wslab folder; it installs everything."))
+                                    "run `python run.py lab` in the wslab folder; it installs everything."))
             continue
         shown = f" {installed}" if versions else ""
         if requirement.specifier.contains(installed, prereleases=True):

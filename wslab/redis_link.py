@@ -154,7 +154,7 @@ class RedisLink:
                     self._down(failures.exceptions[0])
             finally:
                 with contextlib.suppress(Exception):  # closing what may already be broken
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                     await redis.aclose()
 
     async def _connect(self, redis: Redis, pubsub: PubSub) -> None:

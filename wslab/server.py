@@ -3,7 +3,7 @@
 A notebook cell cannot block on ``uvicorn.run()``, and a server task on the kernel's own event loop
 deadlocks any synchronous client in a cell and takes the kernel down when its port is taken (uvicorn
 calls ``sys.exit``). So :func:`serve` runs uvicorn in a daemon thread with an event loop of its own,
-built here rather than through ``asyncio.run`` so that it still works after ``nest_asyncio.apply()``.
+built here rather than through ``asyncio.run`` so that it still works after ``nest_asyncio2.apply()``.
 
     >>> server = serve(app, name="echo")      # returns once the server is listening
     >>> server.ws_url("/ws")                  # 'ws://127.0.0.1:<port>/ws'
@@ -176,7 +176,7 @@ class LabServer:
 
     def _run(self) -> None:
         attach(threading.get_ident(), self.log)
-        loop = asyncio.new_event_loop()  # our own loop: asyncio.run is what nest_asyncio patches
+        loop = asyncio.new_event_loop()  # our own loop: asyncio.run is what nest_asyncio2 patches
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:

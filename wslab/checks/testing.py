@@ -58,7 +58,7 @@ def _run(test: Callable[[Any], Any], app: FastAPI, timeout: float) -> _Run:
         try:
             result = test(app)
             if inspect.isawaitable(result):
-                loop = asyncio.new_event_loop()  # not asyncio.run: nest_asyncio may have patched it
+                loop = asyncio.new_event_loop()  # not asyncio.run: nest_asyncio2 may have patched it
                 try:
                     loop.run_until_complete(result)
                 finally:

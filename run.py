@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""The workbook's entry points, each setting up what it needs first (Linux, macOS and Windows):
+
+  python3 run.py lab                  set up, then open the workbook in JupyterLab
+  python3 run.py test                 set up, then run the whole test suite (ruff, mypy, pytest, notebooks)
+  python3 run.py wslab ARGS...        the wslab command in the environment (wslab doctor, wslab serve...)
+  python3 run.py python ARGS...       the environment's Python (a benchmark, a script)
+  python3 run.py upgrade              maintainers: move uv.lock to the newest releases, then run the tests
+  python3 run.py floors               maintainers: run the tests on the lowest versions pyproject.toml allows
+
+On Windows, type `py run.py lab` (or `python run.py lab`). After the command, `--python 3.13` picks another
+Python (found on PATH, through the py launcher or pyenv; a path to an interpreter works too); each Python
+gets its own environment, .venv-3.13. Extra arguments go to JupyterLab (lab) or pytest (test), e.g.
+`python3 run.py test -k server`.
+
+What gets installed is exactly what uv.lock says, installed by uv, which this script first installs into
+the environment with pip at the version the lock gives. Nothing is recorded as done: every run checks the
+environment against the lock, repairs what an interrupted or failed install left behind, and needs no
+network when nothing is missing.
+"""
+
+# This file runs on whatever Python the learner typed, so it keeps to the standard library and to what
+# Python 3.8 can run (annotations are never evaluated), in order to say clearly when that Python is too old.
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+ROOT = Path(__file__).resolve().parent
+OLDEST = (3, 11)  # the oldest Python wslab supports (pyproject.toml's requires-python); no upper cap
+WINDOWS = os.name == "nt"
+# Most tests wait on sockets, browsers and kernels rather than compute, so twice as many workers as cores;
+# tests/conftest.py hands them whole units (a notebook's cells stay in order in one kernel), longest first.
+PYTEST_WORKERS = ["-n", str(2 * (os.cpu_count() or 1)), "--no-loadscope-reorder"]
+NETWORK_HINT = ("check the network connection (behind a proxy, set HTTPS_PROXY), then run the same command "
+                "again: it picks up where this one stopped")
+
+
+def say(message: str) -> None:
+    print(f"run: {message}", file=sys.stderr, flush=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    say(message)
+    sys.exit(code)
+
+
+# -- which Python ---------------------------------------------------------------------------------------
+def describe(python: str) -> tuple[int, int, str] | None:
+    """(major, minor, executable) of the interpreter ``python``, or None if it does not run."""
+    try:
+        out = subprocess.run([python, "-c", "import sys; print(sys.version_info[0], sys.version_info[1], "
+                              "sys.executable)"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    major, minor, executable = out.stdout.strip().split(" ", 2)
+    return int(major), int(minor), executable
+
+
+def find_python(wanted: str | None) -> str:
+    """The interpreter to build the environment from: this one, or the one ``--python`` names."""
+    if not wanted:
+        return sys.executable
+    if os.sep in wanted or "/" in wanted or Path(wanted).is_file():
+        found = describe(wanted)
+        if found is None:
+            fail(f"--python {wanted}: that is not a Python interpreter that runs here.")
+        return found[2]
+    if not re.fullmatch(r"3\.\d+", wanted):
+        fail(f"--python needs a version such as 3.13, or the path of an interpreter; got {wanted!r}.", 2)
+    candidates: list[list[str]] = []
+    if WINDOWS:
+        candidates.append(["py", f"-{wanted}"])
+    candidates.append([f"python{wanted}"])
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        root = subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip()
+        for folder in sorted(Path(root, "versions").glob(f"{wanted}*"), reverse=True):
+            candidates.append([str(folder / ("python.exe" if WINDOWS else f"bin/python{wanted}"))])
+    for command in candidates:
+        if command[0] != "py" and shutil.which(command[0]) is None and not Path(command[0]).is_file():
+            continue
+        try:
+            out = subprocess.run([*command, "-c", "import sys; print(sys.executable)"],
+                                 capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode == 0:
+            found = describe(out.stdout.strip())
+            if found and f"{found[0]}.{found[1]}" == wanted:
+                return found[2]
+    where = "on PATH, through the py launcher or pyenv" if WINDOWS else "on PATH or through pyenv"
+    fail(f"Python {wanted} was not found {where}; install it (python.org, your package manager, or "
+         f"'pyenv install {wanted}'), or give the path of an interpreter: --python /path/to/python{wanted}.")
+
+
+# -- the environment --------------------------------------------------------------------------------------
+def venv_program(venv: Path, name: str) -> Path:
+    return venv / ("Scripts" if WINDOWS else "bin") / (name + (".exe" if WINDOWS else ""))
+
+
+def locked_version(package: str) -> str:
+    """The version uv.lock gives ``package``."""
+    lock = (ROOT / "uv.lock").read_text(encoding="utf-8")
+    found = re.search(rf'^\[\[package\]\]\nname = "{re.escape(package)}"\nversion = "([^"]+)"', lock, re.M)
+    if found is None:
+        fail(f"uv.lock has no {package}: restore uv.lock from git (git checkout uv.lock).")
+    return found.group(1)
+
+
+def make_venv(python: str, venv: Path) -> Path:
+    """Create ``venv`` from ``python`` unless it already works; return its Python."""
+    found = describe(python)
+    if found is None:
+        fail(f"{python} does not run.")
+    version = found[:2]
+    if version < OLDEST:
+        fail(f"wslab needs Python {OLDEST[0]}.{OLDEST[1]} or newer, and {python} is "
+             f"{version[0]}.{version[1]}: install a newer one and pass --python 3.13 (for example).")
+    venv_python = venv_program(venv, "python")
+    if venv_python.exists() and describe(str(venv_python)) is not None:
+        return venv_python
+    if venv.exists():
+        say(f"{venv.name} is broken (its Python does not run): making it again")
+        shutil.rmtree(venv)
+    say(f"creating {venv.name} (Python {version[0]}.{version[1]})")
+    made = subprocess.run([python, "-m", "venv", str(venv)])
+    if made.returncode != 0:
+        shutil.rmtree(venv, ignore_errors=True)
+        debian = f" On Debian or Ubuntu: sudo apt-get install python{version[0]}.{version[1]}-venv." \
+            if not WINDOWS and sys.platform != "darwin" else ""
+        fail(f"Python {version[0]}.{version[1]} could not create a virtual environment.{debian}")
+    return venv_python
+
+
+def install_uv(venv: Path, venv_python: Path) -> Path:
+    """The locked uv, in the environment: installed with the environment's pip when missing or another
+    version (a half-finished earlier install included)."""
+    uv = venv_program(venv, "uv")
+    wanted = locked_version("uv")
+    if uv.exists():
+        out = subprocess.run([str(uv), "--version"], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.split()[1:2] == [wanted]:
+            return uv
+    say(f"installing uv {wanted} into {venv.name}")
+    pip = subprocess.run([str(venv_python), "-m", "pip", "--version"], capture_output=True)
+    ensurepip = [str(venv_python), "-m", "ensurepip", "--upgrade"]
+    if pip.returncode != 0 and subprocess.run(ensurepip).returncode != 0:
+        fail(f"{venv.name} has no pip and ensurepip failed: delete {venv.name} and run this again.")
+    installed = subprocess.run([str(venv_python), "-m", "pip", "install", "--quiet",
+                                "--disable-pip-version-check", f"uv=={wanted}"])
+    if installed.returncode != 0:
+        fail(f"installing uv {wanted} failed (pip's message is above): {NETWORK_HINT}.")
+    return uv
+
+
+def uv_env(venv: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["UV_PROJECT_ENVIRONMENT"] = str(venv)  # our per-Python environment instead of .venv
+    env["UV_PYTHON_DOWNLOADS"] = "never"  # the interpreter is the one the environment was made from
+    env.pop("VIRTUAL_ENV", None)  # an activated environment elsewhere is not the one to install into
+    return env
+
+
+def setup(wanted: str | None, *, test: bool) -> Path:
+    """Make the environment match uv.lock and return its directory."""
+    python = find_python(wanted)
+    found = describe(python)
+    assert found is not None
+    venv = ROOT / f".venv-{found[0]}.{found[1]}"
+    venv_python = make_venv(python, venv)
+    uv = install_uv(venv, venv_python)
+    # --locked: uv.lock must agree with pyproject.toml (else uv says to run `uv lock`). The test command
+    # syncs exactly (what is not in the lock goes); lab only adds, keeping what a learner installed.
+    command = [str(uv), "sync", "--locked", "--python", str(venv_python)]
+    command += ["--extra", "test"] if test else ["--inexact"]
+    synced = subprocess.run(command, cwd=ROOT, env=uv_env(venv))
+    if synced.returncode != 0:
+        fail(f"installing the locked packages into {venv.name} failed (uv's message is above). Nothing "
+             f"was recorded as done: {NETWORK_HINT}.")
+    return venv
+
+
+# -- programs the tests need from outside PyPI --------------------------------------------------------------
+def need_program(name: str, why: str, debian: Sequence[str], elsewhere: str,
+                 found: str | None = None) -> None:
+    """Install a Debian package for ``name`` when it is missing and this is a root Debian machine;
+    otherwise stop, saying how to get it."""
+    if found or shutil.which(name) or Path("/usr/bin", name).exists():
+        return
+    root = not WINDOWS and hasattr(os, "geteuid") and os.geteuid() == 0
+    if root and shutil.which("apt-get"):
+        say(f"installing Debian's {' '.join(debian)} for {why} (a minute or two, once)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *debian]
+        if subprocess.run(["apt-get", "update", "-qq"], env=env).returncode == 0 \
+                and subprocess.run(install, env=env).returncode == 0:
+            return
+    if shutil.which("apt-get"):
+        elsewhere = f"sudo apt-get install {' '.join(debian)}"
+    fail(f"{why} need {name}, which is not on this machine: {elsewhere}; then run this again.")
+
+
+FIND_CHROMIUM = """
+import os
+from wslab.browser import chromium_path
+path = chromium_path()
+if path is None:  # then Playwright's own download, if there is one
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        path = playwright.chromium.executable_path
+print(path if path and os.path.exists(path) else "")
+"""
+
+
+def need_test_programs(venv: Path) -> None:
+    playwright_browser = subprocess.run([str(venv_program(venv, "python")), "-c", FIND_CHROMIUM],
+                                        capture_output=True, text=True).stdout.strip()
+    need_program("chromium", "the browser tests", ["chromium", "fonts-liberation"],
+                 f"{venv_program(venv, 'python')} -m playwright install chromium", playwright_browser)
+    need_program("redis-server", "the Redis tests", ["redis-server"],
+                 "brew install redis (macOS); on Windows, a Redis-compatible server such as Memurai")
+
+
+# -- the commands -------------------------------------------------------------------------------------------
+def run_in(venv: Path, program: str, args: Sequence[str]) -> NoReturn:
+    """Run a program of the environment in place of this script."""
+    path = venv_program(venv, program)
+    command = [str(path), *args]
+    if WINDOWS:  # no real exec on Windows: wait, and pass the exit status on
+        sys.exit(subprocess.run(command).returncode)
+    os.execv(str(path), command)
+
+
+def test(venv: Path, args: Sequence[str]) -> NoReturn:
+    need_test_programs(venv)
+    python = str(venv_program(venv, "python"))
+    say("ruff and mypy")
+    if subprocess.run([python, "-m", "ruff", "check", "run.py", "wslab", "tests", "benchmarks"],
+                      cwd=ROOT).returncode != 0:
+        sys.exit(1)
+    if subprocess.run([python, "-m", "mypy"], cwd=ROOT).returncode != 0:
+        sys.exit(1)
+    say("pytest (tests/ and every notebook)")
+    run_in(venv, "python", ["-m", "pytest", *PYTEST_WORKERS, *args])
+
+
+def floors(wanted: str | None, args: Sequence[str]) -> NoReturn:
+    """The suite on the lowest versions pyproject.toml allows for wslab's own requirements (the packages
+    they pull in at their newest), in an environment of its own: do the lower bounds tell the truth?"""
+    python = find_python(wanted)
+    found = describe(python)
+    assert found is not None
+    venv = ROOT / f".venv-floors-{found[0]}.{found[1]}"
+    venv_python = make_venv(python, venv)
+    uv = install_uv(venv, venv_python)
+    env = uv_env(venv)
+    env["VIRTUAL_ENV"] = str(venv)
+    pinned = venv / "floors.txt"
+    steps = [
+        [str(uv), "pip", "compile", "--quiet", "pyproject.toml", "--extra", "test", "--resolution",
+         "lowest-direct", "--python", str(venv_python), "--output-file", str(pinned)],
+        [str(uv), "pip", "sync", "--python", str(venv_python), str(pinned)],
+        [str(uv), "pip", "install", "--quiet", "--no-deps", "--python", str(venv_python), "--editable", "."],
+    ]
+    for step in steps:
+        if subprocess.run(step, cwd=ROOT, env=env).returncode != 0:
+            fail(f"setting up {venv.name} failed (the message is above).")
+    uv_line = f"uv=={locked_version('uv')}"
+    subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv_python), uv_line], env=env)
+    say(f"the lowest allowed versions are in {pinned.relative_to(ROOT)}; running pytest on them")
+    need_test_programs(venv)
+    run_in(venv, "python", ["-m", "pytest", *args])
+
+
+def upgrade(wanted: str | None, args: Sequence[str]) -> NoReturn:
+    """Move uv.lock to the newest releases pyproject.toml allows, then run the whole suite on them."""
+    venv = setup(wanted, test=True)
+    uv = venv_program(venv, "uv")
+    if subprocess.run([str(uv), "lock", "--upgrade"], cwd=ROOT, env=uv_env(venv)).returncode != 0:
+        fail("uv could not move the lock forward (its message is above).")
+    say("uv.lock now holds the newest releases (git diff uv.lock); testing them. If the tests fail, fix "
+        "the code, or keep the old lock with `git checkout uv.lock`.")
+    test(setup(wanted, test=True), args)
+
+
+def main(argv: Sequence[str]) -> None:
+    args = list(argv)
+    command = args.pop(0) if args else "help"
+    wanted = None
+    if args[:1] == ["--python"]:
+        if len(args) < 2:
+            fail("--python needs a version, for example --python 3.13", 2)
+        wanted = args[1]
+        del args[:2]
+    if command == "lab":
+        venv = setup(wanted, test=False)
+        as_root = ["--allow-root"] if not WINDOWS and os.geteuid() == 0 else []  # containers, workshop VMs
+        run_in(venv, "python", ["-m", "jupyter", "lab", *as_root, "notebooks", *args])
+    elif command == "test":
+        test(setup(wanted, test=True), args)
+    elif command in ("wslab", "python"):
+        run_in(setup(wanted, test=False), command, args)
+    elif command == "upgrade":
+        upgrade(wanted, args)
+    elif command == "floors":
+        floors(wanted, args)
+    elif command in ("help", "-h", "--help"):
+        print(__doc__.strip())
+    else:
+        print(__doc__.strip(), file=sys.stderr)
+        fail(f"unknown command {command!r}", 2)
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:
+        fail("interrupted; run the same command again to carry on.", 130)
