@@ -5,6 +5,7 @@
   python3 run.py test                 set up, then run the whole test suite (ruff, mypy, pytest, notebooks)
   python3 run.py wslab ARGS...        the wslab command in the environment (wslab doctor, wslab serve...)
   python3 run.py python ARGS...       the environment's Python (a benchmark, a script)
+  python3 run.py lock                 maintainers: after changing the dependencies, lock them again
   python3 run.py upgrade              maintainers: move uv.lock to the newest releases, then run the tests
   python3 run.py floors               maintainers: run the tests on the lowest versions pyproject.toml allows
 
@@ -37,7 +38,10 @@ OLDEST = (3, 11)  # the oldest Python wslab supports (pyproject.toml's requires-
 WINDOWS = os.name == "nt"
 # Most tests wait on sockets, browsers and kernels rather than compute, so twice as many workers as cores;
 # tests/conftest.py hands them whole units (a notebook's cells stay in order in one kernel), longest first.
-PYTEST_WORKERS = ["-n", str(2 * (os.cpu_count() or 1)), "--no-loadscope-reorder"]
+PYTEST_WORKERS = ["-n", str(2 * (os.cpu_count() or 1))]
+BINDER_REQUIREMENTS = "binder/requirements.txt"
+BINDER_EXPORT = ["export", "--frozen", "--quiet", "--no-dev", "--no-hashes", "--no-emit-project",
+                 "--format", "requirements-txt", "--output-file", BINDER_REQUIREMENTS]
 NETWORK_HINT = ("check the network connection (behind a proxy, set HTTPS_PROXY), then run the same command "
                 "again: it picks up where this one stopped")
 
@@ -52,11 +56,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 # -- which Python ---------------------------------------------------------------------------------------
+DESCRIBE = "import sys; v = sys.version_info; sys.stdout.write('%d %d %s' % (v[0], v[1], sys.executable))"
+
+
 def describe(python: str) -> tuple[int, int, str] | None:
     """(major, minor, executable) of the interpreter ``python``, or None if it does not run."""
     try:
-        out = subprocess.run([python, "-c", "import sys; print(sys.version_info[0], sys.version_info[1], "
-                              "sys.executable)"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([python, "-c", DESCRIBE], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -165,25 +171,47 @@ def install_uv(venv: Path, venv_python: Path) -> Path:
 def uv_env(venv: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["UV_PROJECT_ENVIRONMENT"] = str(venv)  # our per-Python environment instead of .venv
+    env["VIRTUAL_ENV"] = str(venv)  # for `uv pip`; not some other environment a shell has activated
     env["UV_PYTHON_DOWNLOADS"] = "never"  # the interpreter is the one the environment was made from
-    env.pop("VIRTUAL_ENV", None)  # an activated environment elsewhere is not the one to install into
     return env
+
+
+def environment(wanted: str | None, prefix: str = ".venv") -> tuple[Path, Path]:
+    """The environment for the Python ``wanted`` (made if missing or broken) and its locked uv."""
+    python = find_python(wanted)
+    found = describe(python)
+    if found is None:
+        fail(f"{python} does not run.")
+    venv = ROOT / f"{prefix}-{found[0]}.{found[1]}"
+    venv_python = make_venv(python, venv)
+    return venv, install_uv(venv, venv_python)
+
+
+def run_uv(uv: Path, venv: Path, args: Sequence[str]) -> tuple[int, str]:
+    """Run uv, showing what it prints as it prints it; return its status and what it wrote to stderr."""
+    process = subprocess.Popen([str(uv), *args], cwd=ROOT, env=uv_env(venv), stderr=subprocess.PIPE,
+                               text=True, encoding="utf-8", errors="replace")
+    assert process.stderr is not None
+    said = []
+    for line in process.stderr:
+        sys.stderr.write(line)
+        said.append(line)
+    return process.wait(), "".join(said)
 
 
 def setup(wanted: str | None, *, test: bool) -> Path:
     """Make the environment match uv.lock and return its directory."""
-    python = find_python(wanted)
-    found = describe(python)
-    assert found is not None
-    venv = ROOT / f".venv-{found[0]}.{found[1]}"
-    venv_python = make_venv(python, venv)
-    uv = install_uv(venv, venv_python)
-    # --locked: uv.lock must agree with pyproject.toml (else uv says to run `uv lock`). The test command
-    # syncs exactly (what is not in the lock goes); lab only adds, keeping what a learner installed.
-    command = [str(uv), "sync", "--locked", "--python", str(venv_python)]
+    venv, uv = environment(wanted)
+    # --locked: uv.lock must agree with pyproject.toml. The test command syncs exactly (what is not in the
+    # lock goes); lab only adds, keeping what a learner installed.
+    command = ["sync", "--locked", "--python", str(venv_program(venv, "python"))]
     command += ["--extra", "test"] if test else ["--inexact"]
-    synced = subprocess.run(command, cwd=ROOT, env=uv_env(venv))
-    if synced.returncode != 0:
+    status, said = run_uv(uv, venv, command)
+    if status != 0 and "needs to be updated" in said:
+        fail("uv.lock does not match pyproject.toml. If you changed the dependencies, run "
+             "`python3 run.py lock` and commit uv.lock; otherwise `git checkout pyproject.toml uv.lock` "
+             "brings back the committed pair.")
+    if status != 0:
         fail(f"installing the locked packages into {venv.name} failed (uv's message is above). Nothing "
              f"was recorded as done: {NETWORK_HINT}.")
     return venv
@@ -256,37 +284,35 @@ def test(venv: Path, args: Sequence[str]) -> NoReturn:
 def floors(wanted: str | None, args: Sequence[str]) -> NoReturn:
     """The suite on the lowest versions pyproject.toml allows for wslab's own requirements (the packages
     they pull in at their newest), in an environment of its own: do the lower bounds tell the truth?"""
-    python = find_python(wanted)
-    found = describe(python)
-    assert found is not None
-    venv = ROOT / f".venv-floors-{found[0]}.{found[1]}"
-    venv_python = make_venv(python, venv)
-    uv = install_uv(venv, venv_python)
-    env = uv_env(venv)
-    env["VIRTUAL_ENV"] = str(venv)
+    venv, uv = environment(wanted, prefix=".venv-floors")
+    python = str(venv_program(venv, "python"))
     pinned = venv / "floors.txt"
     steps = [
-        [str(uv), "pip", "compile", "--quiet", "pyproject.toml", "--extra", "test", "--resolution",
-         "lowest-direct", "--python", str(venv_python), "--output-file", str(pinned)],
-        [str(uv), "pip", "sync", "--python", str(venv_python), str(pinned)],
-        [str(uv), "pip", "install", "--quiet", "--no-deps", "--python", str(venv_python), "--editable", "."],
+        ["pip", "compile", "--quiet", "pyproject.toml", "--extra", "test", "--resolution", "lowest-direct",
+         "--python", python, "--output-file", str(pinned)],
+        ["pip", "sync", "--python", python, str(pinned)],
+        ["pip", "install", "--quiet", "--no-deps", "--python", python, "--editable", "."],
+        ["pip", "install", "--quiet", "--python", python, f"uv=={locked_version('uv')}"],
     ]
     for step in steps:
-        if subprocess.run(step, cwd=ROOT, env=env).returncode != 0:
-            fail(f"setting up {venv.name} failed (the message is above).")
-    uv_line = f"uv=={locked_version('uv')}"
-    subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv_python), uv_line], env=env)
+        if run_uv(uv, venv, step)[0] != 0:
+            fail(f"setting up {venv.name} failed (uv's message is above).")
     say(f"the lowest allowed versions are in {pinned.relative_to(ROOT)}; running pytest on them")
     need_test_programs(venv)
-    run_in(venv, "python", ["-m", "pytest", *args])
+    run_in(venv, "python", ["-m", "pytest", *PYTEST_WORKERS, *args])
+
+
+def lock(venv: Path, uv: Path, *options: str) -> None:
+    """uv.lock from pyproject.toml, and its export for Binder, which cannot read uv.lock."""
+    if run_uv(uv, venv, ["lock", *options])[0] != 0:
+        fail("uv could not lock the dependencies (its message is above).")
+    if run_uv(uv, venv, BINDER_EXPORT)[0] != 0:
+        fail(f"uv could not export the lock to {BINDER_REQUIREMENTS}.")
 
 
 def upgrade(wanted: str | None, args: Sequence[str]) -> NoReturn:
     """Move uv.lock to the newest releases pyproject.toml allows, then run the whole suite on them."""
-    venv = setup(wanted, test=True)
-    uv = venv_program(venv, "uv")
-    if subprocess.run([str(uv), "lock", "--upgrade"], cwd=ROOT, env=uv_env(venv)).returncode != 0:
-        fail("uv could not move the lock forward (its message is above).")
+    lock(*environment(wanted), "--upgrade")
     say("uv.lock now holds the newest releases (git diff uv.lock); testing them. If the tests fail, fix "
         "the code, or keep the old lock with `git checkout uv.lock`.")
     test(setup(wanted, test=True), args)
@@ -309,6 +335,9 @@ def main(argv: Sequence[str]) -> None:
         test(setup(wanted, test=True), args)
     elif command in ("wslab", "python"):
         run_in(setup(wanted, test=False), command, args)
+    elif command == "lock":
+        lock(*environment(wanted))
+        say(f"uv.lock and {BINDER_REQUIREMENTS} are up to date: commit both")
     elif command == "upgrade":
         upgrade(wanted, args)
     elif command == "floors":

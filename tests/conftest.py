@@ -42,6 +42,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             elif self._pending_of(self.assigned_work[node]) <= 1:  # xdist's own waits for 2
                 self._assign_work_unit(node)
 
+    config.option.loadscopereorder = False  # keep the order pytest_collection_modifyitems gives
     return ByUnit(config, log)
 
 
@@ -58,8 +59,7 @@ def _slowest_first(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest units first, so that no worker is left alone with a long one at the end (run.py passes
-    ``--no-loadscope-reorder`` to keep this order)."""
+    """Longest units first, so that no worker is left alone with a long one at the end."""
     items.sort(key=_slowest_first)
 
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from brokered import SECRET, LogLines, capture_broker_log, chat_messages, login, presence, until
 from fastapi import FastAPI
+from redis.asyncio.client import PubSub
 
 import wslab
 from wslab import LabServer
@@ -79,6 +82,26 @@ def test_the_default_app_keeps_its_rooms_in_memory() -> None:
 def test_wslab_serve_refuses_an_unknown_broker(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--port", "0", "--broker", "mqtt://x"]) == 1
     assert "wslab serve: --broker: unknown broker 'mqtt://x'" in capsys.readouterr().err
+
+
+def test_the_broker_never_reads_its_channel_without_a_bound(redis: RedisServer,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # redis-py before 8.1 applies socket_timeout to a read without a bound: on a quiet channel the broker
+    # counted Redis as gone every REDIS_TIMEOUT seconds, and lost what was published while it resubscribed.
+    timeouts: list[float | None] = []
+    real = PubSub.get_message
+    reads = threading.Event()
+
+    async def spy(self: PubSub, *args: Any, **kwargs: Any) -> Any:
+        timeouts.append(kwargs.get("timeout", 0.0))
+        if len(timeouts) >= 3:  # the subscription's confirmation, then reads of the channel
+            reads.set()
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PubSub, "get_message", spy)
+    with workers(redis.url, count=1):
+        assert reads.wait(10)
+    assert None not in timeouts, timeouts
 
 
 def test_two_workers_share_rooms_presence_names_and_private_messages(redis: RedisServer) -> None:

@@ -46,6 +46,7 @@ __all__ = ["PRESENCE_TTL", "RedisBroker"]
 PRESENCE_TTL = 15.0  # seconds a worker's users stay listed after it stops refreshing them (it died)
 OUTBOX = 10_000  # frames waiting for Redis before more are dropped (and counted)
 BATCH = 500  # frames in one pipelined round trip
+QUIET_READ = 1.0  # seconds one read of the channel waits before it returns empty-handed and reads again
 _log = logging.getLogger("wslab.broker")
 Item = str | tuple[str, str, str] | None  # a frame to publish, a release (room, user, owner), a refresh
 
@@ -223,7 +224,9 @@ class RedisBroker(RedisLink, Broker):
     # -- frames in ----------------------------------------------------------------------------------
     async def _read(self, pubsub: PubSub) -> None:
         while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            # A bounded wait, never timeout=None: redis-py before 8.1 applies socket_timeout to a blocking
+            # read, so a quiet channel would count as Redis gone every REDIS_TIMEOUT seconds.
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=QUIET_READ)
             if message is not None and message["type"] == "message":
                 self._deliver(message["data"])
                 await asyncio.sleep(0)  # one frame per turn, as a handler does: writers drain meanwhile
