@@ -7,12 +7,12 @@ it started. Every answer cell is followed by a check, and each chapter opens wit
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from wslab.student import has_solution, student_copies
 
@@ -33,7 +33,7 @@ def checks_after_stubs(cells: list[nbformat.NotebookNode]) -> list[nbformat.Note
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_the_student_copy_then_the_chapter_run_in_one_kernel(path: Path, tmp_path: Path) -> None:
+def test_the_student_copy_then_the_chapter_run_in_one_kernel(path: Path) -> None:
     student = [c for c in nbformat.read(STUDENT / path.name, as_version=4).cells if c.cell_type == "code"]
     chapter = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
     check = nbformat.v4.new_code_cell("import wslab; print(wslab.running_servers())")
@@ -41,15 +41,14 @@ def test_the_student_copy_then_the_chapter_run_in_one_kernel(path: Path, tmp_pat
     nb.cells = [nbformat.from_dict(dict(cell)) for cell in student + chapter] + [check]
     for number, cell in enumerate(nb.cells):
         cell.id = f"run-{number}"
-    both = tmp_path / path.name
-    nbformat.write(nb, both)
-    # nbconvert stops at an error in any cell not tagged raises-exception, and owns its kernel.
-    result = subprocess.run(
-        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
-         "--ExecutePreprocessor.timeout=120", str(both)],
-        capture_output=True, text=True, timeout=600, cwd=STUDENT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ran = nbformat.read(both, as_version=4).cells
+    # nbclient stops at an error in any cell not tagged raises-exception; the kernel is its own process.
+    client = NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(STUDENT)}})
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        pytest.fail(str(error)[-3000:])
+    ran = nb.cells
     checks = checks_after_stubs(ran[:len(student)])
     assert len(checks) == sum(has_solution(cell.source) for cell in chapter)
     for cell in checks:

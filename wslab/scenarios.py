@@ -61,37 +61,53 @@ def as_chat(text: str) -> Frame:
     return {"type": "message", "content": text}
 
 
-async def _drain(bot: LabClient, quiet: float = QUIET) -> list[str | bytes]:
-    """Everything ``bot`` receives until it has been quiet for ``quiet`` seconds or is closed; the
-    transcript notes each message, and a wait that brought nothing."""
+async def _hear(bot: LabClient, quiet: float) -> tuple[list[str | bytes], bool]:
+    """What ``bot`` receives until it has been quiet for ``quiet`` seconds, and whether it was closed."""
     received: list[str | bytes] = []
     try:
         while True:
-            message = await asyncio.wait_for(bot.connection.recv(), quiet)
-            bot.transcript.add(bot.name, RECEIVED, describe_message(message))
-            received.append(message)
+            received.append(await asyncio.wait_for(bot.connection.recv(), quiet))
     except TimeoutError:
-        if not received:
-            bot.transcript.add(bot.name, WAITED, "nothing")
+        return received, False
     except ConnectionClosed:
+        return received, True
+
+
+async def _note(bot: LabClient, received: list[str | bytes], closed: bool) -> None:
+    """Put what ``bot`` heard in the transcript: each message, then its close or a wait that brought
+    nothing."""
+    for message in received:
+        bot.transcript.add(bot.name, RECEIVED, describe_message(message))
+    if closed:
         await bot._note_closed()
+    elif not received:
+        bot.transcript.add(bot.name, WAITED, "nothing")
+
+
+async def _drain(bot: LabClient, quiet: float = QUIET) -> list[str | bytes]:
+    """Everything ``bot`` receives until it has been quiet for ``quiet`` seconds or is closed; the
+    transcript notes each message, and a wait that brought nothing."""
+    received, closed = await _hear(bot, quiet)
+    await _note(bot, received, closed)
     return received
 
 
 async def _settle(*clients: LabClient, quiet: float = 0.2) -> None:
     """Read and discard what each client has been sent so far (joins), without printing it."""
-    for client in clients:
-        with contextlib.suppress(TimeoutError, ConnectionClosed):
-            while True:
-                await asyncio.wait_for(client.connection.recv(), quiet)
+    await asyncio.gather(*(_hear(client, quiet) for client in clients))
 
 
 async def _listen(clients: Any, quiet: float = QUIET) -> None:
-    """Let each client that is still open receive (and print) what comes, in order. A client the server
+    """Let each client that is still open receive what comes, all at once (so the waits for silence
+    overlap), then print what each heard, in the order the clients are given. A client the server
     already closed has its close noted here, in this order, however fast the close came."""
+    clients = list(clients)
+    listening = [client for client in clients if client.connection.close_code is None]
+    heard = dict(zip(map(id, listening), await asyncio.gather(*(_hear(c, quiet) for c in listening)),
+                     strict=True))
     for client in clients:
-        if client.connection.close_code is None:
-            await _drain(client, quiet)
+        if id(client) in heard:
+            await _note(client, *heard[id(client)])
         else:
             await client._note_closed()
 
