@@ -1,6 +1,6 @@
 """Broadcast speed and isolation: wslab's hardened manager against a bare ``websockets`` server.
 
-    .venv-3.11/bin/python benchmarks/broadcast.py [--quick] [--json PATH]
+    python3 run.py python benchmarks/broadcast.py [--quick] [--json PATH]
 
 Servers, each in a subprocess on 127.0.0.1: ``hardened`` (``wslab.manager.broadcast_app()``) and ``naive``
 (``wslab.naive.naive_broadcast_app()``) under uvicorn with ``wslab.wsprotocol.WebSocketProtocol`` (the

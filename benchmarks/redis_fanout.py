@@ -1,7 +1,7 @@
 """Fan-out across worker processes through Redis: the complete app's time-to-all for N clients in one room,
 served by one process, and by two processes sharing the room through Redis pub/sub.
 
-    .venv-3.11/bin/python benchmarks/redis_fanout.py [--n 500] [--rounds 20] [--json PATH]
+    python3 run.py python benchmarks/redis_fanout.py [--n 500] [--rounds 20] [--json PATH]
 
 Servers, each in a subprocess on 127.0.0.1: ``wslab.app.create_app()`` (rate limit lifted) under uvicorn with
 ``wslab.wsprotocol.WebSocketProtocol``.

@@ -1,6 +1,6 @@
 """How long the in-kernel server takes to start (until it is listening) and to stop (until the port is free).
 
-    .venv-3.11/bin/python benchmarks/server_lifecycle.py [--runs 20]
+    python3 run.py python benchmarks/server_lifecycle.py [--runs 20]
 
 Prints the median and the slowest of each, in milliseconds. Each run starts the server, answers one WebSocket
 message (so the server really works), and stops it.

@@ -1,7 +1,7 @@
 """What clients that come and go leave behind (tasks, memory, idle CPU, unobserved errors), for the tutorial's
 notifications endpoint and wslab's hardened streaming endpoints.
 
-    .venv-3.11/bin/python benchmarks/streaming.py [--cycles 200] [--idle 5] [--json PATH]
+    python3 run.py python benchmarks/streaming.py [--cycles 200] [--idle 5] [--json PATH]
 
 Each server runs in a subprocess on 127.0.0.1 under uvicorn with ``wslab.wsprotocol.WebSocketProtocol`` (what
 ``wslab.serve`` runs):

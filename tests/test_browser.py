@@ -1,7 +1,7 @@
 """The complete app's chat page (``wslab/static/chat.html``) in a real browser: Debian's chromium driven
 by Playwright, against a real server per test. The page's test hooks are listed at the top of the HTML.
 
-``./run test`` installs chromium; without it these tests fail (they never skip), saying so.
+``python3 run.py test`` installs chromium; without it these tests fail (they never skip), saying so.
 """
 
 from __future__ import annotations
