@@ -239,7 +239,7 @@ def need_program(name: str, why: str, debian: Sequence[str], elsewhere: str,
 
 FIND_CHROMIUM = """
 import os
-from wslab.browser import chromium_path
+from wslab.lab.browser import chromium_path
 path = chromium_path()
 if path is None:  # then Playwright's own download, if there is one
     from playwright.sync_api import sync_playwright

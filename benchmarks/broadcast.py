@@ -2,10 +2,10 @@
 
     python3 run.py python benchmarks/broadcast.py [--quick] [--json PATH]
 
-Servers, each in a subprocess on 127.0.0.1: ``hardened`` (``wslab.manager.broadcast_app()``) and ``naive``
-(``wslab.naive.naive_broadcast_app()``) under uvicorn with ``wslab.wsprotocol.WebSocketProtocol`` (the
-``websockets-sansio`` protocol that ``wslab.serve`` runs, whose close never waits on a client that stopped
-reading), and ``bare``, a
+Servers, each in a subprocess on 127.0.0.1: ``hardened`` (``wslab.reference.manager.broadcast_app()``) and
+``naive`` (``wslab.demos.naive.naive_broadcast_app()``) under uvicorn with
+``wslab.reference.wsprotocol.WebSocketProtocol`` (the ``websockets-sansio`` protocol that ``wslab.serve``
+runs, whose close never waits on a client that stopped reading), and ``bare``, a
 ``websockets`` server using ``websockets.broadcast()``. Each relays a text sent to ``/ws/{name}`` to all.
 
 1. Fan-out: N clients (100, 500, 1000; ``--quick``: 50, 100); one sends 20 messages, each once the last
@@ -17,7 +17,7 @@ reading), and ``bare``, a
    client left the room (the others hear "slow left the chat"; the hardened manager kicks a client the
    moment its queue is full), when the server dropped its connection (polling /proc/net/tcp for up to
    5 s after it left), and the close code it reads once it reads again (1013 if it reads within
-   ``wslab.wsprotocol.ABORT_AFTER`` seconds of the kick, 1006 after the reset). A room with no
+   ``wslab.reference.wsprotocol.ABORT_AFTER`` seconds of the kick, 1006 after the reset). A room with no
    progress for 5 s is reported as frozen.
 
 All clients (``websockets`` asyncio client, no compression, unique payloads) run in this one process, so
@@ -74,9 +74,9 @@ def _serve(kind: str, port: int) -> None:
         return asyncio.run(_serve_bare(port))
     import uvicorn
 
-    from wslab.manager import broadcast_app
-    from wslab.naive import naive_broadcast_app
-    from wslab.wsprotocol import WebSocketProtocol
+    from wslab.demos.naive import naive_broadcast_app
+    from wslab.reference.manager import broadcast_app
+    from wslab.reference.wsprotocol import WebSocketProtocol
 
     app = broadcast_app() if kind == "hardened" else naive_broadcast_app()
     uvicorn.run(app, host="127.0.0.1", port=port, ws=WebSocketProtocol, log_level="warning")

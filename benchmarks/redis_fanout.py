@@ -3,12 +3,12 @@ served by one process, and by two processes sharing the room through Redis pub/s
 
     python3 run.py python benchmarks/redis_fanout.py [--n 500] [--rounds 20] [--json PATH]
 
-Servers, each in a subprocess on 127.0.0.1: ``wslab.app.create_app()`` (rate limit lifted) under uvicorn with
-``wslab.wsprotocol.WebSocketProtocol``.
+Servers, each in a subprocess on 127.0.0.1: ``wslab.reference.app.create_app()`` (rate limit lifted) under
+uvicorn with ``wslab.reference.wsprotocol.WebSocketProtocol``.
 
 - ``1 process``: the default ``MemoryBroker``, with all N clients;
 - ``2 processes via Redis``: ``RedisBroker`` on a ``redis-server`` this benchmark starts
-  (``wslab.redis_server``), N/2 clients on each process;
+  (``wslab.lab.redis_server``), N/2 clients on each process;
 - ``2 processes, no broker``: the problem the broker solves, counted rather than timed: how many of the N
   clients a message reaches.
 
@@ -54,8 +54,8 @@ def _serve(broker: str, port: int) -> None:
     logging.getLogger("asyncio").setLevel(logging.ERROR)  # clients vanishing at the end
     import uvicorn
 
-    from wslab.app import create_app
-    from wslab.wsprotocol import WebSocketProtocol
+    from wslab.reference.app import create_app
+    from wslab.reference.wsprotocol import WebSocketProtocol
 
     url = None if broker == "memory" else f"redis://127.0.0.1:{broker.removeprefix('redis-')}/0"
     app = create_app(secret=SECRET, broker=url, rate=1e6, burst=10**6)
@@ -82,7 +82,7 @@ def servers(count: int, broker: str) -> Iterator[list[Proc]]:
     with contextlib.ExitStack() as stack:
         procs: list[Proc] = []
         if broker == "redis":
-            from wslab.redis_server import RedisServer
+            from wslab.lab.redis_server import RedisServer
 
             redis = stack.enter_context(RedisServer())
             broker = f"redis-{redis.port}"
@@ -97,7 +97,7 @@ def servers(count: int, broker: str) -> Iterator[list[Proc]]:
 # -- clients ----------------------------------------------------------------------------------------
 async def _login(port: int, name: str, joined: asyncio.Event,
                  handle: Callable[[str, float], None]) -> tuple[ClientConnection, asyncio.Task[None]]:
-    from wslab.auth import Tokens
+    from wslab.reference.auth import Tokens
 
     client = await connect(f"ws://127.0.0.1:{port}/ws/chat/lobby", compression=None, max_size=None,
                            ping_interval=None, open_timeout=30, close_timeout=1)

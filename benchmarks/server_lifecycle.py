@@ -13,7 +13,7 @@ import statistics
 import time
 
 import wslab
-from wslab.echo import echo_app
+from wslab.demos.echo import echo_app
 
 
 def main() -> None:

@@ -3,12 +3,13 @@ notifications endpoint and wslab's hardened streaming endpoints.
 
     python3 run.py python benchmarks/streaming.py [--cycles 200] [--idle 5] [--json PATH]
 
-Each server runs in a subprocess on 127.0.0.1 under uvicorn with ``wslab.wsprotocol.WebSocketProtocol`` (what
-``wslab.serve`` runs):
+Each server runs in a subprocess on 127.0.0.1 under uvicorn with
+``wslab.reference.wsprotocol.WebSocketProtocol`` (what ``wslab.serve`` runs):
 
-- ``naive``: ``wslab.naive.naive_notifications_app()``, the tutorial's ``/ws/notifications/{user_id}``, whose
+- ``naive``: ``wslab.demos.naive.naive_notifications_app()``, the tutorial's ``/ws/notifications/{user_id}``,
+whose
   listener task per connection polls twice a second and is never stopped;
-- ``hardened``: ``wslab.streaming.streaming_app()``, measured on ``/ws/notifications/{user}`` and on
+- ``hardened``: ``wslab.reference.streaming.streaming_app()``, measured on ``/ws/notifications/{user}`` and on
   ``/ws/prices``.
 
 The benchmark adds two HTTP routes to the app it serves: ``GET /stats`` (after ``gc.collect()``: the tasks on
@@ -52,9 +53,9 @@ def _serve(kind: str, port: int) -> None:
     import uvicorn
     from fastapi import FastAPI
 
-    from wslab.naive import naive_notifications_app
-    from wslab.streaming import streaming_app
-    from wslab.wsprotocol import WebSocketProtocol
+    from wslab.demos.naive import naive_notifications_app
+    from wslab.reference.streaming import streaming_app
+    from wslab.reference.wsprotocol import WebSocketProtocol
 
     logging.basicConfig(level=logging.ERROR)  # asyncio's "Task exception was never retrieved" goes to the log
     app: FastAPI = naive_notifications_app() if kind == "naive" else streaming_app()

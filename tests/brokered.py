@@ -18,7 +18,7 @@ from typing import Any
 
 import wslab
 from wslab import LabClient, LabServer, Transcript
-from wslab.auth import Tokens
+from wslab.reference.auth import Tokens
 
 SECRET = "wslab-broker-tests-share-one-secret"  # every worker must verify every other worker's tokens
 TOKENS = Tokens(SECRET)
@@ -114,10 +114,10 @@ class _Recorder(logging.Filter):
 
 
 def capture_broker_log() -> Iterator[LogLines]:
-    """What ``wslab.broker`` logs while the generator is suspended (a pytest fixture's body). A filter placed
-    first, not a handler: a server thread's records go to its ``print_log()`` (wslab.serverlog's filter) and
-    never reach a handler."""
-    lines, logger = LogLines(), logging.getLogger("wslab.broker")
+    """What ``wslab.reference.broker`` logs while the generator is suspended (a pytest fixture's body). A
+    filter placed first, not a handler: a server thread's records go to its ``print_log()``
+    (wslab.lab.serverlog's filter) and never reach a handler."""
+    lines, logger = LogLines(), logging.getLogger("wslab.reference.broker")
     recorder, level = _Recorder(lines), logger.level
     logger.filters.insert(0, recorder)
     logger.setLevel(logging.INFO)

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from wslab.browser import chromium_path
+from wslab.lab.browser import chromium_path
 
 sys.path.insert(0, str(Path(__file__).parent))  # so tests can import apps.py
 
@@ -65,7 +65,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """A headless Chromium for one test module (the one :func:`wslab.browser.chromium_path` finds, else
+    """A headless Chromium for one test module (the one :func:`wslab.lab.browser.chromium_path` finds, else
     Playwright's own); fails, never skips, when there is none."""
     with sync_playwright() as playwright:
         try:

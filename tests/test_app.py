@@ -1,4 +1,4 @@
-"""The complete app (wslab.app): the chapters' pieces together, held to DESIGN.md's contract."""
+"""The complete app (wslab.reference.app): the chapters' pieces together, held to DESIGN.md's contract."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 
 import wslab
-import wslab.app
+import wslab.reference.app
 from wslab import LabClient, LabServer, Transcript
-from wslab.app import AppRooms, create_app
+from wslab.reference.app import AppRooms, create_app
 
 
 @pytest.fixture
@@ -185,13 +185,13 @@ def test_options_and_passcode_are_checked_when_the_app_is_made() -> None:
 
 def test_uvicorn_wslab_app_app_is_made_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WSLAB_PASSCODE", "owl")
-    vars(wslab.app).pop("app", None)
+    vars(wslab.reference.app).pop("app", None)
     try:
-        made = wslab.app.app
-        assert wslab.app.app is made  # made once
+        made = wslab.reference.app.app
+        assert wslab.reference.app.app is made  # made once
         with wslab.serve(made, name="t-app-env") as server, httpx.Client(base_url=server.url) as http:
             assert http.get("/status").json()["passcode_required"] is True
     finally:
-        vars(wslab.app).pop("app", None)
+        vars(wslab.reference.app).pop("app", None)
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
-        _ = wslab.app.nope  # type: ignore[attr-defined]
+        _ = wslab.reference.app.nope  # type: ignore[attr-defined]

@@ -14,7 +14,9 @@ from fastapi import FastAPI, WebSocket
 
 import wslab
 from wslab import LabServer, Transcript
-from wslab.auth import (
+from wslab.demos.auth_scenarios import attempt, token_cases, try_tokens
+from wslab.demos.naive import NAIVE_SECRET, naive_auth_app, naive_cookie_app
+from wslab.reference.auth import (
     MAX_AUTH_FRAME,
     AuthError,
     Identity,
@@ -24,9 +26,7 @@ from wslab.auth import (
     origin_allowed,
     refuse,
 )
-from wslab.auth_scenarios import attempt, token_cases, try_tokens
-from wslab.naive import NAIVE_SECRET, naive_auth_app, naive_cookie_app
-from wslab.secure_rooms import SecureRooms, secure_app
+from wslab.reference.secure_rooms import SecureRooms, secure_app
 
 USERS = {"ada", "bo", "cy"}
 

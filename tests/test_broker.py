@@ -1,7 +1,7 @@
-"""Brokers (wslab.broker, wslab.redis_broker): the complete app's rooms shared by several workers through a
-real Redis (wslab.redis_server starts one per test). Here the workers are in-process servers, each with its
-own event loop, app and broker, as separate processes would have; tests/test_redis_workers.py runs them
-as real processes."""
+"""Brokers (wslab.reference.broker.base, wslab.reference.broker.redis_broker): the complete app's rooms shared
+by several workers through a real Redis (wslab.lab.redis_server starts one per test). Here the workers are
+in-process servers, each with its own event loop, app and broker, as separate processes would have;
+tests/test_redis_workers.py runs them as real processes."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from redis.asyncio.client import PubSub
 
 import wslab
 from wslab import LabServer
-from wslab.app import AppRooms, create_app
-from wslab.broker import MemoryBroker, broker_from_url, redacted
-from wslab.cli import main
-from wslab.manager import Client
-from wslab.protocol import frame_type
-from wslab.redis_broker import RedisBroker
-from wslab.redis_server import RedisServer, RedisServerError
-from wslab.rooms import Room
-from wslab.shared_room import SharedRoom
+from wslab.lab.redis_server import RedisServer, RedisServerError
+from wslab.reference.app import AppRooms, create_app
+from wslab.reference.broker import MemoryBroker, broker_from_url, redacted
+from wslab.reference.broker.redis_broker import RedisBroker
+from wslab.reference.broker.shared_room import SharedRoom
+from wslab.reference.manager import Client
+from wslab.reference.protocol import frame_type
+from wslab.reference.rooms import Room
+from wslab.tools.cli import main
 
 TTL = 1.0  # presence_ttl in these tests: a stopped worker's users are gone within about 1.4 s
 

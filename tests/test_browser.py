@@ -1,5 +1,5 @@
-"""The complete app's chat page (``wslab/static/chat.html``) in a real browser: Debian's chromium driven
-by Playwright, against a real server per test. The page's test hooks are listed at the top of the HTML.
+"""The complete app's chat page (``wslab/reference/static/chat.html``) in a real browser: Debian's chromium
+driven by Playwright, against a real server per test. The page's test hooks are listed at the top of the HTML.
 
 ``python3 run.py test`` installs chromium; without it these tests fail (they never skip), saying so.
 """
@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from playwright.sync_api import Browser, Dialog, Page, expect
 
 import wslab
-from wslab.app import AppRooms, create_app
-from wslab.secure_rooms import identity_of
-from wslab.server import LabServer
+from wslab.lab.server import LabServer
+from wslab.reference.app import AppRooms, create_app
+from wslab.reference.secure_rooms import identity_of
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 WAIT = 5000  # ms: the longest any step may take, except reconnecting after a restart

@@ -37,7 +37,7 @@ from wslab.checks import (
     check_typing_everywhere,
     check_who,
 )
-from wslab.student import has_solution, stub_solutions
+from wslab.tools.student import has_solution, stub_solutions
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 EXERCISES: dict[str, tuple[str, str, Callable[[Any], CheckResult]]] = {
@@ -319,7 +319,7 @@ def test_a_check_leaves_no_server_running() -> None:
 def manager_chat(on_message: Callable[[Any, Any, str, str], bool]) -> FastAPI:
     """A chapter 02 chat whose messages go to ``on_message(manager, client, name, text)`` first; it
     returns True when it has handled the message itself."""
-    from wslab.manager import ConnectionManager
+    from wslab.reference.manager import ConnectionManager
 
     manager = ConnectionManager()
     app = FastAPI()
@@ -367,8 +367,8 @@ def test_broadcast_wrong_answers_fail(check: Callable[[Any], CheckResult], handl
 
 
 def test_who_that_broadcasts_the_answer_fails() -> None:
-    from wslab.protocol import ChatMessage, ProtocolError, parse
-    from wslab.rooms import ChatRooms, Room, rooms_app
+    from wslab.reference.protocol import ChatMessage, ProtocolError, parse
+    from wslab.reference.rooms import ChatRooms, Room, rooms_app
 
     class LoudWho(ChatRooms):
         def handle(self, room: Room, user: str, client: Any, data: str | bytes) -> None:
@@ -387,8 +387,8 @@ def test_who_that_broadcasts_the_answer_fails() -> None:
 
 
 def test_history_shared_by_every_room_fails() -> None:
-    from wslab.protocol import ChatMessage, ProtocolError, parse
-    from wslab.rooms import ChatRooms, Room, rooms_app
+    from wslab.reference.protocol import ChatMessage, ProtocolError, parse
+    from wslab.reference.rooms import ChatRooms, Room, rooms_app
 
     class OneHistory(ChatRooms):
         history: list[dict[str, str]] = []
@@ -410,7 +410,7 @@ def test_history_shared_by_every_room_fails() -> None:
 
 
 def test_who_that_parses_without_a_try_fails_on_a_frame_that_is_not_json() -> None:
-    from wslab.rooms import ChatRooms, Room, rooms_app
+    from wslab.reference.rooms import ChatRooms, Room, rooms_app
 
     class TrustingWho(ChatRooms):
         def handle(self, room: Room, user: str, client: Any, data: str | bytes) -> None:
@@ -427,8 +427,8 @@ def test_who_that_parses_without_a_try_fails_on_a_frame_that_is_not_json() -> No
 def test_history_that_keeps_private_messages_fails() -> None:
     from collections import defaultdict, deque
 
-    from wslab.protocol import ProtocolError, parse
-    from wslab.rooms import ChatRooms, Room, rooms_app
+    from wslab.reference.protocol import ProtocolError, parse
+    from wslab.reference.rooms import ChatRooms, Room, rooms_app
 
     class LeakyHistory(ChatRooms):
         def __init__(self) -> None:

@@ -3,12 +3,12 @@ and stubs are covered by test_checks.py)."""
 
 from __future__ import annotations
 
-from wslab.app import AppRooms, create_app
 from wslab.checks import check_reactions, check_typing
 from wslab.checks.app import REACTIONS
-from wslab.manager import Client
-from wslab.protocol import frame_type
-from wslab.rooms import Room
+from wslab.reference.app import AppRooms, create_app
+from wslab.reference.manager import Client
+from wslab.reference.protocol import frame_type
+from wslab.reference.rooms import Room
 
 
 class TypingToEveryone(AppRooms):
@@ -158,7 +158,7 @@ def test_reactions_that_close_on_bad_input_fail() -> None:
 
 
 def test_a_check_given_something_else_than_the_complete_app_says_so() -> None:
-    from wslab.secure_rooms import secure_app
+    from wslab.reference.secure_rooms import secure_app
 
     result = check_typing(secure_app())
     assert result.status == "failed" and "create_app(rooms_type=YourRooms)" in str(result)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from wslab.auth import Identity, Tokens
 from wslab.checks import check_announce, check_room_permissions
-from wslab.manager import Client
-from wslab.rooms import Room
-from wslab.secure_rooms import SecureRooms, identity_of, secure_app
+from wslab.reference.auth import Identity, Tokens
+from wslab.reference.manager import Client
+from wslab.reference.rooms import Room
+from wslab.reference.secure_rooms import SecureRooms, identity_of, secure_app
 
 
 def test_permissions_that_ignore_the_claim_fail() -> None:
@@ -59,7 +59,7 @@ def test_permissions_checked_after_joining_fail() -> None:
 
 
 def test_an_app_without_secure_rooms_fails_clearly() -> None:
-    from wslab.rooms import rooms_app
+    from wslab.reference.rooms import rooms_app
 
     result = check_room_permissions(rooms_app())
     assert result.status == "failed" and "secure_app(YourRooms(tokens))" in str(result)

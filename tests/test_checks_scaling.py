@@ -12,13 +12,13 @@ import pytest
 from redis.asyncio import Redis
 
 import wslab
-from wslab.app import AppRooms, create_app
-from wslab.auth import Tokens
 from wslab.checks import CheckResult, check_stream_history, check_typing_everywhere
-from wslab.manager import Client
-from wslab.protocol import frame_type
-from wslab.rooms import Room
-from wslab.shared_room import SharedRoom
+from wslab.reference.app import AppRooms, create_app
+from wslab.reference.auth import Tokens
+from wslab.reference.broker.shared_room import SharedRoom
+from wslab.reference.manager import Client
+from wslab.reference.protocol import frame_type
+from wslab.reference.rooms import Room
 
 
 class SharedTyping(AppRooms):

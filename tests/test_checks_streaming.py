@@ -15,8 +15,8 @@ from fastapi import FastAPI, WebSocket
 
 from wslab.checks.result import CheckResult
 from wslab.checks.streaming import PING_AFTER, PONG_WITHIN, check_heartbeat, check_since, check_symbols
-from wslab.feeds import Inbox, Notifications, PriceFeed, Subscription
-from wslab.streaming import handle_price_frame, streaming_app
+from wslab.reference.feeds import Inbox, Notifications, PriceFeed, Subscription
+from wslab.reference.streaming import handle_price_frame, streaming_app
 
 Frame = dict[str, Any]
 

@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 import wslab
 from wslab.checks.result import CheckResult
 from wslab.checks.testing import check_leave_test, check_private_test, check_sender_test
-from wslab.student import has_solution, stub_solutions
+from wslab.tools.student import has_solution, stub_solutions
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "07_testing.ipynb"
 HELPERS = ("def token_for(", "async def next_frame(")  # the cells defining the helpers the answers use

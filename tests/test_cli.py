@@ -10,7 +10,7 @@ import pytest
 
 import wslab
 from wslab import Transcript
-from wslab.cli import main, share_url
+from wslab.tools.cli import main, share_url
 
 
 def test_doctor_prints_one_line_per_check_and_succeeds(capsys: pytest.CaptureFixture[str]) -> None:

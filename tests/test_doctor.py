@@ -1,7 +1,7 @@
 import pytest
 
-from wslab import doctor
-from wslab.doctor import Diagnosis, Finding, check_redis, diagnose
+from wslab.tools import doctor
+from wslab.tools.doctor import Diagnosis, Finding, check_redis, diagnose
 
 
 def test_diagnose_passes_on_this_machine_and_names_no_versions() -> None:

@@ -23,7 +23,7 @@ def test_the_package_exports_exactly_its_all() -> None:
 
 
 def test_the_package_reexports_the_modules_public_names_a_notebook_uses() -> None:
-    from wslab import client, exceptions, server
+    from wslab.lab import client, exceptions, server
 
     for module in (client, exceptions, server):
         assert set(module.__all__) <= set(wslab.__all__), module.__name__

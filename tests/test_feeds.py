@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from wslab.feeds import Notifications, PriceFeed, Prices
+from wslab.reference.feeds import Notifications, PriceFeed, Prices
 
 T = TypeVar("T")
 

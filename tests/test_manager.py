@@ -12,7 +12,7 @@ from fastapi import FastAPI, WebSocket
 
 import wslab
 from wslab import LabServer, Transcript
-from wslab.manager import MAX_FRAME, SURGE, Client, ConnectionManager, broadcast_app
+from wslab.reference.manager import MAX_FRAME, SURGE, Client, ConnectionManager, broadcast_app
 
 
 @contextlib.contextmanager
@@ -229,7 +229,7 @@ def test_a_queue_that_grows_to_surge_times_max_queue_is_too_slow_even_if_the_soc
 
 
 def test_client_send_takes_text_or_a_dict_and_refuses_anything_else() -> None:
-    from wslab.manager import _text
+    from wslab.reference.manager import _text
 
     assert _text("hi") == "hi"
     assert _text({"type": "users", "users": []}) == '{"type": "users", "users": []}'

@@ -14,7 +14,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from wslab.student import has_solution, student_copies
+from wslab.tools.student import has_solution, student_copies
 
 ROOT = Path(__file__).parent.parent / "notebooks"
 NOTEBOOKS = sorted(ROOT.glob("[0-9][0-9]_*.ipynb"))

@@ -3,7 +3,7 @@ import urllib.request
 import pytest
 
 import wslab
-from wslab.echo import echo_app
+from wslab.demos.echo import echo_app
 
 
 def test_the_echo_page_builds_its_websocket_address_from_its_own_location() -> None:

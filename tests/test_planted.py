@@ -12,8 +12,8 @@ from fastapi import FastAPI
 
 import wslab
 from wslab import LabClient, LabServer, Transcript
-from wslab.app import AppRooms, create_app
-from wslab.planted import BUGS, Bug, planted_app
+from wslab.demos.planted import BUGS, Bug, planted_app
+from wslab.reference.app import AppRooms, create_app
 
 Scenario = Callable[[LabServer], Coroutine[Any, Any, Any]]
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from wslab.protocol import (
+from wslab.reference.protocol import (
     MAX_CONTENT,
     MAX_TOKEN,
     Auth,

@@ -21,9 +21,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 import wslab
-from wslab.app import create_app
-from wslab.echo import echo_app
-from wslab.proxy import browser_url
+from wslab.demos.echo import echo_app
+from wslab.lab.proxy import browser_url
+from wslab.reference.app import create_app
 
 BASE = "/hub-test/user/ada/"  # what JupyterHub gives a user's server, and sets as JUPYTERHUB_SERVICE_PREFIX
 TOKEN = "wslab-proxy-test-token"

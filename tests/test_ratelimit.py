@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wslab.ratelimit import RateLimit
+from wslab.reference.ratelimit import RateLimit
 
 
 class Clock:

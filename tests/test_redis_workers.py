@@ -1,6 +1,6 @@
 """The complete app as real worker processes behind a real Redis: `wslab serve --broker` processes (so
-that a test knows which worker each client is on), and `uvicorn wslab.app:app --workers 2` configured
-from the environment. Every wait is for a frame or a log line, with a timeout."""
+that a test knows which worker each client is on), and `uvicorn wslab.reference.app:app --workers 2`
+configured from the environment. Every wait is for a frame or a log line, with a timeout."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import websockets
 from brokered import TOKENS, Process, Worker, chat_messages, login, presence
 
 import wslab
-from wslab.redis_server import RedisServer
+from wslab.lab.redis_server import RedisServer
 
 TTL = 1.5  # presence_ttl: a killed worker's users are gone within about 2 s
 MESSAGES = 5  # sent by each client
@@ -117,7 +117,7 @@ def test_uvicorn_with_two_workers_shares_rooms_configured_from_the_environment(r
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = Process("-m", "uvicorn", "wslab.app:app", "--workers", "2", "--port", str(port),
+    server = Process("-m", "uvicorn", "wslab.reference.app:app", "--workers", "2", "--port", str(port),
                      env={"WSLAB_BROKER": redis.url})
     names = [f"u{n}" for n in range(8)]
 

@@ -10,9 +10,9 @@ import pytest
 
 import wslab
 from wslab import LabClient, LabServer, Transcript
-from wslab.manager import MAX_FRAME
-from wslab.protocol import MAX_CONTENT, Message
-from wslab.rooms import ChatRooms, Room, rooms_app
+from wslab.reference.manager import MAX_FRAME
+from wslab.reference.protocol import MAX_CONTENT, Message
+from wslab.reference.rooms import ChatRooms, Room, rooms_app
 
 
 @pytest.fixture

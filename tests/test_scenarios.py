@@ -13,10 +13,11 @@ import pytest
 from fastapi import FastAPI
 
 import wslab
-from wslab import LabServer, Transcript, scenarios
-from wslab.manager import broadcast_app
-from wslab.naive import naive_broadcast_app, naive_rooms_app
-from wslab.rooms import rooms_app
+from wslab import LabServer, Transcript
+from wslab.demos import scenarios
+from wslab.demos.naive import naive_broadcast_app, naive_rooms_app
+from wslab.reference.manager import broadcast_app
+from wslab.reference.rooms import rooms_app
 
 KINDS = ["naive", "hardened"]
 CHAPTER_02: dict[str, Callable[[], FastAPI]] = {"naive": naive_broadcast_app, "hardened": broadcast_app}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wslab.serverlog import scrub
+from wslab.lab.serverlog import scrub
 
 
 def test_ports_and_pids_are_scrubbed() -> None:

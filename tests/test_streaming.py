@@ -20,10 +20,10 @@ from websockets.asyncio.client import connect as ws_connect
 
 import wslab
 from wslab import LabServer, Transcript
-from wslab import streaming_scenarios as live
-from wslab.feeds import Notifications, PriceFeed
-from wslab.naive import naive_notifications_app, naive_prices_app
-from wslab.streaming import Heartbeat, streaming_app, until_first_done
+from wslab.demos import streaming_scenarios as live
+from wslab.demos.naive import naive_notifications_app, naive_prices_app
+from wslab.reference.feeds import Notifications, PriceFeed
+from wslab.reference.streaming import Heartbeat, streaming_app, until_first_done
 
 ENDPOINTS = ["/ws/prices", "/ws/notifications/ada"]
 

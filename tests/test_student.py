@@ -3,8 +3,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from wslab.cli import main
-from wslab.student import StudentCopies, has_solution, stub_solutions, student_copies, student_notebook
+from wslab.tools.cli import main
+from wslab.tools.student import StudentCopies, has_solution, stub_solutions, student_copies, student_notebook
 
 ANSWER = '''app = FastAPI()
 

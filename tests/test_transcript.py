@@ -4,8 +4,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
-from wslab.auth import Tokens
-from wslab.transcript import Transcript, close_code_text, describe_close, describe_message
+from wslab.lab.transcript import Transcript, close_code_text, describe_close, describe_message
+from wslab.reference.auth import Tokens
 
 
 def test_text_is_shown_as_is_and_data_as_json() -> None:

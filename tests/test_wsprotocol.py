@@ -15,10 +15,10 @@ from fastapi import FastAPI, WebSocket
 from websockets.exceptions import ConnectionClosed
 
 import wslab
-from wslab import wsprotocol
-from wslab.auth import refuse
-from wslab.auth_scenarios import attempt
-from wslab.manager import ConnectionManager, broadcast_app
+from wslab.demos.auth_scenarios import attempt
+from wslab.reference import wsprotocol
+from wslab.reference.auth import refuse
+from wslab.reference.manager import ConnectionManager, broadcast_app
 
 ESTABLISHED_OR_CLOSING = {"01", "04", "05", "06", "08", "0B"}  # /proc/net/tcp states that hold a socket
 

@@ -10,9 +10,8 @@ What the notebooks use, in one place::
 
 from __future__ import annotations
 
-from .client import Bots, LabClient, bots, connect, exchange, run_sync
-from .doctor import diagnose
-from .exceptions import (
+from .lab.client import Bots, LabClient, bots, connect, exchange, run_sync
+from .lab.exceptions import (
     AppStartupError,
     PortInUseError,
     ServerStartError,
@@ -20,10 +19,11 @@ from .exceptions import (
     ServerTimeoutError,
     WslabError,
 )
-from .pages import page
-from .redis_server import RedisServer, RedisServerError
-from .server import LabServer, running_servers, serve
-from .transcript import Transcript
+from .lab.redis_server import RedisServer, RedisServerError
+from .lab.server import LabServer, running_servers, serve
+from .lab.transcript import Transcript
+from .reference.pages import page
+from .tools.doctor import diagnose
 
 __all__ = [
     "AppStartupError",

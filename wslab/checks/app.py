@@ -1,7 +1,7 @@
 """Checks for chapter 06, the complete app: a typing indicator and emoji reactions.
 
-Both exercises subclass :class:`~wslab.app.AppRooms` and override its ``relay`` hook, which sees only
-frames within the rate limit; the app is ``create_app(rooms_type=YourRooms)``, at ``/ws/chat/{room}``.
+Both exercises subclass :class:`~wslab.reference.app.AppRooms` and override its ``relay`` hook, which sees
+only frames within the rate limit; the app is ``create_app(rooms_type=YourRooms)``, at ``/ws/chat/{room}``.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from ..app import AppRooms
-from ..client import LabClient, connect
-from ..server import LabServer
-from ..transcript import Transcript
+from wslab.lab.client import LabClient, connect
+from wslab.lab.server import LabServer
+from wslab.lab.transcript import Transcript
+from wslab.reference.app import AppRooms
+
 from .auth import _has, _join, _next, _nothing
 from .result import CheckResult, Mismatch, run_check
 

@@ -1,8 +1,8 @@
 """Checks for chapter 04, auth: room permissions carried in the token, and announcements by hosts.
 
-Both exercises extend :class:`~wslab.secure_rooms.SecureRooms` and are served by
-:func:`~wslab.secure_rooms.secure_app` at ``/chat/{room}``; the checks issue their tokens with the
-app's own :class:`~wslab.auth.Tokens` (``app.state.rooms.tokens``).
+Both exercises extend :class:`~wslab.reference.secure_rooms.SecureRooms` and are served by
+:func:`~wslab.reference.secure_rooms.secure_app` at ``/chat/{room}``; the checks issue their tokens with the
+app's own :class:`~wslab.reference.auth.Tokens` (``app.state.rooms.tokens``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from ..auth import Tokens
-from ..client import LabClient, connect
-from ..server import LabServer
-from ..transcript import Transcript
+from wslab.lab.client import LabClient, connect
+from wslab.lab.server import LabServer
+from wslab.lab.transcript import Transcript
+from wslab.reference.auth import Tokens
+
 from .result import CheckResult, Mismatch, run_check
 
 __all__ = ["check_announce", "check_room_permissions"]

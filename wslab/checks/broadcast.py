@@ -1,16 +1,17 @@
 """Checks for chapter 02, broadcast: a ``/count`` command and a broadcast that skips the sender.
 
-Both exercises keep the hardened manager (:mod:`wslab.manager`); every check also fails if the server
-logged an error, so a handler that crashes when a client leaves does not pass.
+Both exercises keep the hardened manager (:mod:`wslab.reference.manager`); every check also fails if the
+server logged an error, so a handler that crashes when a client leaves does not pass.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..client import LabClient, bots
-from ..server import LabServer
-from ..transcript import Transcript
+from wslab.lab.client import LabClient, bots
+from wslab.lab.server import LabServer
+from wslab.lab.transcript import Transcript
+
 from .result import CheckResult, expect, run_check
 
 __all__ = ["check_count", "check_no_echo"]

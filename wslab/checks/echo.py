@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..client import LabClient, connect
-from ..server import LabServer
-from ..transcript import Transcript
+from wslab.lab.client import LabClient, connect
+from wslab.lab.server import LabServer
+from wslab.lab.transcript import Transcript
+
 from .result import CheckResult, Mismatch, expect, run_check
 
 __all__ = ["check_reverse", "check_shout", "check_sum"]

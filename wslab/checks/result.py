@@ -22,10 +22,10 @@ from typing import Any, Literal
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from ..client import run_sync
-from ..server import LabServer, serve
-from ..serverlog import render
-from ..transcript import Transcript
+from wslab.lab.client import run_sync
+from wslab.lab.server import LabServer, serve
+from wslab.lab.serverlog import render
+from wslab.lab.transcript import Transcript
 
 __all__ = ["CheckResult", "Mismatch", "expect", "run_check", "run_check_on_servers"]
 

@@ -1,15 +1,16 @@
 """Checks for chapter 03, rooms: a ``/who`` command and the room's history for late joiners.
 
-Both exercises extend :class:`~wslab.rooms.ChatRooms` and are served at ``/chat/{room}/{user}``.
+Both exercises extend :class:`~wslab.reference.rooms.ChatRooms` and are served at ``/chat/{room}/{user}``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..client import LabClient, bots, connect
-from ..server import LabServer
-from ..transcript import Transcript
+from wslab.lab.client import LabClient, bots, connect
+from wslab.lab.server import LabServer
+from wslab.lab.transcript import Transcript
+
 from .result import CheckResult, Mismatch, expect, run_check
 
 __all__ = ["check_history", "check_who"]

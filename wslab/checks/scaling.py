@@ -1,8 +1,8 @@
 """Checks for chapter 08, scaling out: a typing indicator on every worker, and a room's history in Redis.
 
-Each check starts a Redis of its own (:class:`~wslab.redis_server.RedisServer`, Debian's ``redis-server``)
-and stops it at the end. Exercise 8.1 serves the learner's :class:`~wslab.app.AppRooms` subclass as two
-workers, two in-kernel servers of ``create_app(rooms_type=..., broker=<that Redis>)`` with one token
+Each check starts a Redis of its own (:class:`~wslab.lab.redis_server.RedisServer`, Debian's ``redis-server``)
+and stops it at the end. Exercise 8.1 serves the learner's :class:`~wslab.reference.app.AppRooms` subclass as
+two workers, two in-kernel servers of ``create_app(rooms_type=..., broker=<that Redis>)`` with one token
 secret; exercise 8.2 drives the learner's history class against that Redis directly.
 """
 
@@ -19,12 +19,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from ..app import AppRooms, create_app
-from ..auth import Tokens
-from ..client import LabClient, connect
-from ..redis_server import RedisServer, RedisServerError
-from ..server import LabServer
-from ..transcript import RECEIVED, SENT, Transcript
+from wslab.lab.client import LabClient, connect
+from wslab.lab.redis_server import RedisServer, RedisServerError
+from wslab.lab.server import LabServer
+from wslab.lab.transcript import RECEIVED, SENT, Transcript
+from wslab.reference.app import AppRooms, create_app
+from wslab.reference.auth import Tokens
+
 from .app import _closed_with, _rooms
 from .auth import _has, _next
 from .result import CheckResult, Mismatch, expect, run_check_on_servers
@@ -79,9 +80,9 @@ async def _arrive(bot: LabClient, user: str, step: str) -> None:
 
 def check_typing_everywhere(rooms_type: Any) -> CheckResult:
     """Exercise 8.1: chapter 06's typing indicator with rooms shared through Redis. ``rooms_type`` is an
-    :class:`~wslab.app.AppRooms` subclass; ``{"type": "typing"}`` from a user must reach everyone else in
-    the room *on every worker* as ``{"type": "typing", "user": <that user>}``: not the sender, not other
-    rooms, with the user from the token. Typing frames count against the rate limit."""
+    :class:`~wslab.reference.app.AppRooms` subclass; ``{"type": "typing"}`` from a user must reach everyone
+    else in the room *on every worker* as ``{"type": "typing", "user": <that user>}``: not the sender, not
+    other rooms, with the user from the token. Typing frames count against the rate limit."""
     exercise = "Exercise 8.1 (typing everywhere)"
     hint = ("in relay, if frame_type(data) == 'typing': room.broadcast({'type': 'typing', 'user': user}, "
             "exclude=client), and return; otherwise super().relay(room, user, client, data). room.members "

@@ -1,7 +1,7 @@
 """Checks for chapter 05, streaming: symbol subscriptions, replaying missed notifications, and a heartbeat.
 
-Exercises 5.1 and 5.2 extend :func:`~wslab.streaming.streaming_app`; the checks move its feed and publish
-notifications through ``app.state``, on the server's loop. Exercise 5.3 is an endpoint of its own.
+Exercises 5.1 and 5.2 extend :func:`~wslab.reference.streaming.streaming_app`; the checks move its feed and
+publish notifications through ``app.state``, on the server's loop. Exercise 5.3 is an endpoint of its own.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from ..client import LabClient, connect
-from ..feeds import Notifications, PriceFeed
-from ..server import LabServer
-from ..transcript import Transcript
+from wslab.lab.client import LabClient, connect
+from wslab.lab.server import LabServer
+from wslab.lab.transcript import Transcript
+from wslab.reference.feeds import Notifications, PriceFeed
+
 from .result import CheckResult, Mismatch, expect, run_check
 
 __all__ = ["PING_AFTER", "PONG_WITHIN", "check_heartbeat", "check_since", "check_symbols"]

@@ -4,8 +4,8 @@ In each exercise the learner writes a test of the complete chat app, a function 
 ``def test_x(app): ...`` (with Starlette's ``TestClient``) or ``async def test_x(app): ...`` (with a real
 server, ``wslab.serve(app)``). The check runs it twice, each time on a new app and within a time limit:
 
-1. on the complete app (:func:`~wslab.app.create_app`), where it must pass;
-2. on the same app with one bug planted in it (:mod:`wslab.planted`), where it must fail.
+1. on the complete app (:func:`~wslab.reference.app.create_app`), where it must pass;
+2. on the same app with one bug planted in it (:mod:`wslab.demos.planted`), where it must fail.
 
 A test that hangs is stopped: the check closes the connections of the app under test and stops the
 servers the test started, so that a ``receive_json()`` waiting forever returns, then reports it.
@@ -25,9 +25,10 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.websockets import WebSocketDisconnect
 
-from ..app import AppRooms, create_app
-from ..planted import Bug, planted_app
-from ..server import LabServer, running_servers
+from wslab.demos.planted import Bug, planted_app
+from wslab.lab.server import LabServer, running_servers
+from wslab.reference.app import AppRooms, create_app
+
 from .result import CheckResult
 
 __all__ = ["RUN_TIMEOUT", "check_leave_test", "check_private_test", "check_sender_test"]

@@ -33,10 +33,10 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from .client import connect
-from .feeds import PriceFeed, Prices
-from .server import LabServer
-from .transcript import EVENT, RECEIVED, WAITED, Transcript
+from wslab.lab.client import connect
+from wslab.lab.server import LabServer
+from wslab.lab.transcript import EVENT, RECEIVED, WAITED, Transcript
+from wslab.reference.feeds import PriceFeed, Prices
 
 __all__ = [
     "SlowReport", "cancel_app_tasks", "catch_up", "churn", "server_tasks", "silent_peer",
@@ -209,7 +209,8 @@ async def silent_peer(server: LabServer, path: str, *, patience: float = 3.0, na
         peer.connection.transport.pause_reading()
         transcript.add(name, "…", "falls silent: reads nothing, sends nothing, keeps the connection open")
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(session.done)), patience)
+            async with asyncio.timeout(patience):
+                await asyncio.shield(asyncio.wrap_future(session.done))
             transcript.add("server", EVENT, f"ended {name}'s connection")
         except TimeoutError:
             transcript.add("server", WAITED, f"still holds {name}'s connection after {patience:g} s")

@@ -2,8 +2,8 @@
 
 A thin layer over the websockets library's asyncio client: its exceptions (``ConnectionClosed``,
 ``InvalidStatus``) and options (``origin``, ``additional_headers``, ``max_size``...) pass straight
-through. What it adds is a :class:`~wslab.transcript.Transcript` of every send, receive and close,
-and, when the target is a :class:`~wslab.server.LabServer`, waiting for the server's side of the
+through. What it adds is a :class:`~wslab.lab.transcript.Transcript` of every send, receive and close,
+and, when the target is a :class:`~wslab.lab.server.LabServer`, waiting for the server's side of the
 connection to finish before reporting a close, so the server's log is complete when a cell prints it.
 
     async with wslab.connect(server, "/ws") as ws:        # in a cell: top-level await
@@ -142,7 +142,8 @@ class LabClient:
             # A handler that ignores the close: give up waiting and report what the client saw. The shield
             # keeps the timeout from cancelling the session's own future, which others wait on too.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(session.done)), SERVER_DONE_TIMEOUT)
+                async with asyncio.timeout(SERVER_DONE_TIMEOUT):
+                    await asyncio.shield(asyncio.wrap_future(session.done))
 
     # -- sending and receiving ---------------------------------------------------------------------
     async def send(self, message: Message | dict[str, Any] | list[Any]) -> None:
@@ -159,7 +160,8 @@ class LabClient:
         """The next message. Raises ``ConnectionClosed`` if the connection ends, ``TimeoutError`` if
         nothing comes within ``timeout`` seconds; either way the transcript says so first."""
         try:
-            message = await asyncio.wait_for(self.connection.recv(), timeout)
+            async with asyncio.timeout(timeout):
+                message = await self.connection.recv()
         except ConnectionClosed:
             await self._note_closed()
             raise

@@ -6,12 +6,12 @@ waits forever, and when the handler gives up and returns, uvicorn's ``transport.
 the unsent backlog: the socket, its file descriptor and megabytes of kernel buffers stay until the
 client reads or dies. :class:`WebSocketProtocol` queues the close frame behind the backlog at once and
 drops the connection (a TCP reset, discarding the backlog) if the closing handshake has not finished
-within ``ABORT_AFTER`` seconds, so a client kicked for being too slow (:meth:`wslab.manager.Client.kick`)
-is really gone. A client that reads again in
+within ``ABORT_AFTER`` seconds, so a client kicked for being too slow
+(:meth:`wslab.reference.manager.Client.kick`) is really gone. A client that reads again in
 time gets its backlog and then the close frame, with its code and reason.
 
 It also stops uvicorn from logging an ERROR after a handler refuses a handshake with an HTTP response
-(``websocket.send_denial_response``, :func:`wslab.auth.refuse`).
+(``websocket.send_denial_response``, :func:`wslab.reference.auth.refuse`).
 
 :func:`wslab.serve` uses it; elsewhere pass the class to uvicorn::
 

@@ -30,11 +30,12 @@ from typing import Any, TypeVar
 import uvicorn
 from starlette.types import ASGIApp
 
+from wslab.reference.wsprotocol import WebSocketProtocol
+
 from .exceptions import AppStartupError, PortInUseError, ServerStartError, ServerStopped, ServerTimeoutError
 from .proxy import browser_url
 from .serverlog import ServerLog, attach, detach
 from .sessions import SessionTracker
-from .wsprotocol import WebSocketProtocol
 
 __all__ = ["LabServer", "running_servers", "serve"]
 
@@ -132,7 +133,7 @@ class LabServer:
     @property
     def browser_url(self) -> str:
         """The address a browser should open: ``http://127.0.0.1:<port>/`` on a laptop, the proxied path
-        (``/user/<name>/proxy/<port>/``) on JupyterHub or Binder; see :mod:`wslab.proxy`. Code in the
+        (``/user/<name>/proxy/<port>/``) on JupyterHub or Binder; see :mod:`wslab.lab.proxy`. Code in the
         kernel (clients, a headless browser, tests) uses :attr:`url`."""
         return browser_url(self.port)
 

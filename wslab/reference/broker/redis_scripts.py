@@ -1,4 +1,4 @@
-"""The Lua scripts behind :class:`~wslab.redis_broker.RedisBroker`'s names and presence lists.
+"""The Lua scripts behind :class:`~wslab.reference.broker.RedisBroker`'s names and presence lists.
 
 Redis runs a script atomically, so each is a step no other worker can interleave with: claiming a name,
 giving it back, refreshing a worker's users, sweeping out the users of a worker that died. Times come

@@ -1,8 +1,9 @@
-"""A room whose users may be connected to any of several worker processes (see :mod:`wslab.redis_broker`).
+"""A room whose users may be connected to any of several worker processes (see
+:mod:`wslab.reference.broker.redis_broker`).
 
 Its ``members`` are this worker's own connections, served at once from memory as in any
-:class:`~wslab.rooms.Room`; its ``users`` list everyone in the room on every worker. That list is what
-this worker's clients have been told, kept in step with Redis:
+:class:`~wslab.reference.rooms.Room`; its ``users`` list everyone in the room on every worker. That list is
+what this worker's clients have been told, kept in step with Redis:
 
 - every change to a presence list is numbered by Redis, and the changes arrive in that order;
 - a list read from Redis (when a name is claimed, at each refresh) comes with the number it was read at,
@@ -19,16 +20,21 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .manager import Client
-from .protocol import Error, Join, Leave, Private, ServerFrame, encode
-from .rooms import CLOSE_NAME_TAKEN, Room
+from ..manager import Client
+from ..protocol import Error, Join, Leave, Private, ServerFrame, encode
+from ..rooms import CLOSE_NAME_TAKEN, Room
 
-if TYPE_CHECKING:
-    from .redis_broker import RedisBroker
 
-__all__ = ["Claim", "SharedRoom", "current_claim", "holding"]
+class RoomBroker(Protocol):
+    """What a :class:`SharedRoom` asks of its broker (:class:`~wslab.reference.broker.RedisBroker`)."""
+
+    def publish(self, room: str, kind: str, arg: str, text: str = "") -> bool: ...
+
+    def release(self, room: SharedRoom, user: str, owner: str) -> bool: ...
+
+__all__ = ["Claim", "RoomBroker", "SharedRoom", "current_claim", "holding"]
 
 
 @dataclass
@@ -65,7 +71,7 @@ class SharedRoom(Room):
     """A room spread over workers. A loop over ``members`` reaches only this worker's clients: use
     :meth:`broadcast` (or ``send_private``) to reach everyone."""
 
-    def __init__(self, name: str, broker: RedisBroker) -> None:
+    def __init__(self, name: str, broker: RoomBroker) -> None:
         super().__init__(name)
         self.broker = broker
         self.owners: dict[str, str] = {}  # local user -> its claim's owner in Redis

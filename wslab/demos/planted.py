@@ -1,7 +1,7 @@
 """The complete chat app with one bug planted in it: what chapter 07's tests must catch.
 
-Each variant is :class:`~wslab.app.AppRooms` with one method overridden, the way such a bug creeps into
-real code: two lines in the wrong order, the wrong helper called, a field trusted that should not be.
+Each variant is :class:`~wslab.reference.app.AppRooms` with one method overridden, the way such a bug creeps
+into real code: two lines in the wrong order, the wrong helper called, a field trusted that should not be.
 Everything else (login, rooms, limits, the page) is the complete app's own code.
 
 - ``"private leak"`` (:class:`LeakyPrivateRooms`): a private message reaches everyone in the room;
@@ -12,10 +12,10 @@ Everything else (login, rooms, limits, the page) is the complete app's own code.
 - ``"bad json closes"`` (:class:`BadJsonClosesRooms`): a frame that is not JSON closes the connection
   instead of getting an ``error`` frame.
 
-A test is worth the bugs it catches: it should pass on :func:`~wslab.app.create_app` and fail on the
+A test is worth the bugs it catches: it should pass on :func:`~wslab.reference.app.create_app` and fail on the
 variant::
 
-    from wslab.planted import planted_app
+    from wslab.demos.planted import planted_app
 
     test_private_is_private(create_app())                  # passes
     test_private_is_private(planted_app("private leak"))   # fails: the test catches the bug
@@ -28,10 +28,10 @@ from typing import Any, Literal, get_args
 
 from fastapi import FastAPI
 
-from .app import AppRooms, create_app
-from .manager import Client
-from .protocol import Leave, Private, PrivateMessage, ProtocolError, parse
-from .rooms import Room
+from wslab.reference.app import AppRooms, create_app
+from wslab.reference.manager import Client
+from wslab.reference.protocol import Leave, Private, PrivateMessage, ProtocolError, parse
+from wslab.reference.rooms import Room
 
 __all__ = [
     "BUGS",
@@ -71,7 +71,7 @@ class _StaleLeaveRoom(Room):
 
 class StaleLeaveRooms(AppRooms):
     """Bug: the ``leave`` frame is sent before the user is taken out of the room, so its ``users`` still
-    lists the user who left (two lines of :meth:`Room.leave <wslab.rooms.Room.leave>` swapped)."""
+    lists the user who left (two lines of :meth:`Room.leave <wslab.reference.rooms.Room.leave>` swapped)."""
 
     def room(self, name: str) -> Room:
         return self.rooms.setdefault(name, _StaleLeaveRoom(name))

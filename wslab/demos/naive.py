@@ -1,17 +1,17 @@
 """The broadcast and chat-room patterns of the popular tutorial, kept as written so their failures
-can be shown, tested and measured. **Do not copy these**: :mod:`wslab.manager` and :mod:`wslab.rooms`
-are the hardened versions.
+can be shown, tested and measured. **Do not copy these**: :mod:`wslab.reference.manager` and
+:mod:`wslab.reference.rooms` are the hardened versions.
 
 - :func:`naive_broadcast_app`: ``/ws/{name}``, a list of sockets and ``for ... await send_text``.
 - :func:`naive_rooms_app`: ``/chat/{room}/{user}``, a dict of sockets per room keyed by the user
   name from the URL, ``receive_json`` and ``data["type"]``.
 - :func:`naive_auth_app`: ``/ws?token=...``, the token checked by a dependency that closes before
-  accept, then a handler that accepts and returns (:mod:`wslab.auth` is the hardened version).
+  accept, then a handler that accepts and returns (:mod:`wslab.reference.auth` is the hardened version).
 - :func:`naive_cookie_app`: ``/ws/inbox``, a user's inbox behind a session cookie, with CORS middleware
   that does not cover WebSockets.
 - :func:`naive_notifications_app`: ``/ws/notifications/{user_id}``, a listener task per connection that
   nothing ever stops; :func:`naive_prices_app`: ``/ws/prices``, a loop per connection that only sends
-  (:mod:`wslab.streaming` is the hardened version of both).
+  (:mod:`wslab.reference.streaming` is the hardened version of both).
 
 Chapters 02 to 05 type these in cells, as the lesson; the tests and benchmarks use this copy.
 """
@@ -27,7 +27,7 @@ import jwt
 from fastapi import Depends, FastAPI, Query, WebSocket, WebSocketDisconnect, status
 from fastapi.middleware.cors import CORSMiddleware
 
-from .feeds import PriceFeed
+from wslab.reference.feeds import PriceFeed
 
 __all__ = [
     "NAIVE_SECRET",
@@ -200,7 +200,7 @@ def naive_cookie_app(allow_origins: Iterable[str] = ()) -> FastAPI:
 
 
 # -- chapter 05: streaming --------------------------------------------------------------------------------
-# The tutorial's live prices and notifications, as written. Do not copy these: see wslab.streaming.
+# The tutorial's live prices and notifications, as written. Do not copy these: see wslab.reference.streaming.
 
 
 def naive_notifications_app(poll: float = 0.5) -> FastAPI:

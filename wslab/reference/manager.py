@@ -19,7 +19,8 @@ task, so a broadcast only puts text into queues and never waits:
 - **Cleanup** happens in ``finally``, whatever ended the connection.
 - **Single process.** The clients live in this process's memory: with several worker processes each
   one has its own manager, and a broadcast reaches only its own clients (a later chapter adds a broker).
-- **Serve it with** :class:`wslab.wsprotocol.WebSocketProtocol` (``wslab.serve`` does): with uvicorn's
+- **Serve it with** :class:`wslab.reference.wsprotocol.WebSocketProtocol` (``wslab.serve`` does): with
+uvicorn's
   stock protocols, the close to a client that stopped reading waits until it reads, so a kicked client
   keeps its socket and its backlog.
 
@@ -113,7 +114,8 @@ class Client:
             self._closing = (1000, "")
         if not self._peer_gone and not self._kicked:
             with contextlib.suppress(TimeoutError):  # send what is queued, but not forever
-                await asyncio.wait_for(self._queue.join(), self.close_timeout)
+                async with asyncio.timeout(self.close_timeout):
+                    await self._queue.join()
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
@@ -121,10 +123,11 @@ class Client:
             return
         code, reason = self._closing
         # With uvicorn's websockets-sansio, a close to a client that stopped reading waits until it
-        # reads; give up after close_timeout. wslab.wsprotocol.WebSocketProtocol (what wslab.serve
+        # reads; give up after close_timeout. wslab.reference.wsprotocol.WebSocketProtocol (what wslab.serve
         # runs) queues the close at once instead and drops the connection if the client stays still.
         with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError):
-            await asyncio.wait_for(self.websocket.close(code, reason), self.close_timeout)
+            async with asyncio.timeout(self.close_timeout):
+                await self.websocket.close(code, reason)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close after what is already queued. Meant for the handler itself: :meth:`messages` stops before

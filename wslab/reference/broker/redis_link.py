@@ -1,4 +1,4 @@
-"""A connection to Redis kept up in the background: the part of :class:`~wslab.redis_broker.RedisBroker`
+"""A connection to Redis kept up in the background: the part of :class:`~wslab.reference.broker.RedisBroker`
 that is about Redis being there or not, whatever the broker does with it.
 
 :class:`RedisLink` connects (``PING``, then subscribes to one channel and waits for Redis to confirm it),
@@ -28,14 +28,14 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .broker import redacted
+from .base import LOGGER, redacted
 
 __all__ = ["LOST", "REDIS_TIMEOUT", "RETRY_MAX", "RETRY_MIN", "RedisLink"]
 
 RETRY_MIN, RETRY_MAX = 0.2, 5.0  # seconds between reconnection attempts: doubling, capped
 REDIS_TIMEOUT = 3.0  # seconds for one Redis command before Redis counts as away
 LOST = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)  # Redis is away (not a bug)
-_log = logging.getLogger("wslab.broker")  # the broker's lines: log_to_stderr() and chapter 08 show them
+_log = logging.getLogger(LOGGER)  # the broker's lines: log_to_stderr() and chapter 08 show them
 
 
 class RedisLink:
@@ -75,7 +75,8 @@ class RedisLink:
         self._mark(connected=False)
         self._task = asyncio.create_task(self._supervise(), name="wslab-redis-broker")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._settled.wait(), REDIS_TIMEOUT)
+            async with asyncio.timeout(REDIS_TIMEOUT):
+                await self._settled.wait()
 
     async def wait_connected(self, connected: bool = True, timeout: float = 10.0) -> None:
         """Return once this worker is connected to Redis (with ``connected=False``: once it knows it is

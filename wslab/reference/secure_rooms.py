@@ -1,14 +1,14 @@
 """Chat rooms whose users are who their token says: chapter 03's rooms behind chapter 04's checks.
 
 :class:`SecureRooms` serves ``/chat/{room}``. The user's name is not in the URL: it comes from the
-access token (:class:`~wslab.auth.Tokens`), sent as the first frame (``{"type": "auth", "token":
-...}``, :func:`~wslab.auth.authenticate`), so it never reaches a URL or an access log, and nobody can
-speak as anyone else. In order, a connection:
+access token (:class:`~wslab.reference.auth.Tokens`), sent as the first frame (``{"type": "auth", "token":
+...}``, :func:`~wslab.reference.auth.authenticate`), so it never reaches a URL or an access log, and nobody
+can speak as anyone else. In order, a connection:
 
 1. is refused before accept (HTTP 403, with the reason as the body) if its ``Origin`` is another site;
 2. is accepted, and closed with 1008 and the reason unless a valid auth frame comes within a few
    seconds, or if :meth:`SecureRooms.allowed` says no to the room;
-3. joins the room as the token's user, with everything :class:`~wslab.rooms.ChatRooms` guarantees;
+3. joins the room as the token's user, with everything :class:`~wslab.reference.rooms.ChatRooms` guarantees;
 4. is closed with 1008 ("token expired") when its token expires, unless it sends a fresh auth frame
    for the same user before then.
 
@@ -52,11 +52,11 @@ def identity_of(client: Client) -> Identity:
 
 
 class SecureRooms(ChatRooms):
-    """:class:`~wslab.rooms.ChatRooms` with identities from tokens, an ``Origin`` check and expiry.
+    """:class:`~wslab.reference.rooms.ChatRooms` with identities from tokens, an ``Origin`` check and expiry.
 
     ``origins``: the web pages allowed to connect (default: only pages of this server, see
-    :func:`~wslab.auth.origin_allowed`). ``auth_timeout``: seconds to wait for the auth frame.
-    Other keyword arguments are :class:`~wslab.rooms.ChatRooms`'s limits.
+    :func:`~wslab.reference.auth.origin_allowed`). ``auth_timeout``: seconds to wait for the auth frame.
+    Other keyword arguments are :class:`~wslab.reference.rooms.ChatRooms`'s limits.
     """
 
     hooks = (*ChatRooms.hooks, "allowed")

@@ -11,7 +11,7 @@ scenario twice and the difference is the lesson:
 - :func:`unknown_recipient`: a private message to a user who is not there;
 - :func:`everyone_leaves`: the whole room closes at the same moment.
 
-Races are made repeatable with :meth:`~wslab.server.LabServer.paused`: the server's loop is held
+Races are made repeatable with :meth:`~wslab.lab.server.LabServer.paused`: the server's loop is held
 still while the bots act, so everything they did reaches it together, in order, as it would on a
 busy server.
 """
@@ -31,9 +31,9 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from .client import LabClient, bots, connect
-from .server import LabServer
-from .transcript import RECEIVED, WAITED, Transcript, describe_close, describe_message
+from wslab.lab.client import LabClient, bots, connect
+from wslab.lab.server import LabServer
+from wslab.lab.transcript import RECEIVED, WAITED, Transcript, describe_close, describe_message
 
 __all__ = [
     "StallReport",
@@ -66,7 +66,9 @@ async def _hear(bot: LabClient, quiet: float) -> tuple[list[str | bytes], bool]:
     received: list[str | bytes] = []
     try:
         while True:
-            received.append(await asyncio.wait_for(bot.connection.recv(), quiet))
+            async with asyncio.timeout(quiet):  # not wait_for, which on 3.11 can swallow a cancellation
+                message = await bot.connection.recv()
+            received.append(message)
     except TimeoutError:
         return received, False
     except ConnectionClosed:

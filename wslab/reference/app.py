@@ -2,17 +2,17 @@
 
 Nothing here is new: it is the chapters' reference code put together.
 
-- **Rooms** with presence lists and private messages (chapter 03, :class:`~wslab.rooms.ChatRooms`);
+- **Rooms** with presence lists and private messages (chapter 03, :class:`~wslab.reference.rooms.ChatRooms`);
 - **who you are** comes from a token sent as the first frame, never from the URL, and pages from
-  other sites are refused (chapter 04, :class:`~wslab.secure_rooms.SecureRooms`);
+  other sites are refused (chapter 04, :class:`~wslab.reference.secure_rooms.SecureRooms`);
 - **bad input** gets an ``error`` frame, a frame over 64 KB closes with 1009, and a client that stops
   reading is closed with 1013 once 512 messages wait for it (chapters 02 and 03);
-- **a flood** closes with 1008 (:class:`~wslab.ratelimit.RateLimit`: 20 frames at once, then 5 a
+- **a flood** closes with 1008 (:class:`~wslab.reference.ratelimit.RateLimit`: 20 frames at once, then 5 a
   second);
 - **the instructor** can send an ``announcement`` frame to everyone in every room
   (:meth:`AppRooms.announce`, run on the server's loop: ``server.call(rooms.announce("Break!"))``).
 
-Its routes (the wire protocol is in :mod:`wslab.protocol`):
+Its routes (the wire protocol is in :mod:`wslab.reference.protocol`):
 
 - ``GET /``: the browser chat page;
 - ``GET /status``: ``{"passcode_required": bool, "rooms": [{"room": "lobby", "users": 3}, ...]}``;
@@ -21,15 +21,16 @@ Its routes (the wire protocol is in :mod:`wslab.protocol`):
 - ``WS /ws/chat/{room}``: the chat, first frame ``{"type": "auth", "token": ...}``.
 
 Serve it with ``wslab serve`` (which prints the address to share), ``wslab.serve(create_app())`` in a
-notebook, or ``uvicorn wslab.app:app``. The module-level ``app`` is made when first used, from
+notebook, or ``uvicorn wslab.reference.app:app``. The module-level ``app`` is made when first used, from
 ``WSLAB_PASSCODE``, ``WSLAB_SECRET`` (the token secret, at least 32 bytes; random if unset) and
 ``WSLAB_BROKER`` in the environment. Under
 plain uvicorn the close sent to a client that stopped reading waits until it reads; ``wslab serve``
-and ``wslab.serve`` run :class:`~wslab.wsprotocol.WebSocketProtocol`, which does not wait.
+and ``wslab.serve`` run :class:`~wslab.reference.wsprotocol.WebSocketProtocol`, which does not wait.
 
 One process, by default: the rooms live in its memory. With a Redis broker (chapter 08,
 ``create_app(broker="redis://...")`` or ``WSLAB_BROKER``) rooms, presence lists and private messages
-span every worker process that shares that Redis and ``WSLAB_SECRET`` (see :mod:`wslab.redis_broker`).
+span every worker process that shares that Redis and ``WSLAB_SECRET`` (see
+:mod:`wslab.reference.broker.redis_broker`).
 """
 
 from __future__ import annotations
@@ -55,11 +56,12 @@ __all__ = ["AppRooms", "app", "create_app"]
 
 
 class AppRooms(SecureRooms):
-    """:class:`~wslab.secure_rooms.SecureRooms` with a rate limit per connection and announcements.
+    """:class:`~wslab.reference.secure_rooms.SecureRooms` with a rate limit per connection and announcements.
 
     ``rate`` and ``burst``: each connection may send ``burst`` frames at once, then ``rate`` frames a
-    second; beyond that it is closed with 1008. ``broker``: where rooms live (:mod:`wslab.broker`; this
-    process's memory by default). Other keyword arguments are :class:`~wslab.secure_rooms.SecureRooms`'s.
+    second; beyond that it is closed with 1008. ``broker``: where rooms live (:mod:`wslab.reference.broker`;
+    this process's memory by default). Other keyword arguments are
+    :class:`~wslab.reference.secure_rooms.SecureRooms`'s.
     """
 
     def __init__(self, tokens: Tokens, *, rate: float = RATE, burst: int = BURST,
@@ -79,8 +81,8 @@ class AppRooms(SecureRooms):
         return room
 
     async def chat(self, websocket: WebSocket, room_name: str, user: str) -> None:
-        """:meth:`ChatRooms.chat <wslab.rooms.ChatRooms.chat>` inside the broker's claim on the name, so
-        that a name held by another worker process is refused as one held here is."""
+        """:meth:`ChatRooms.chat <wslab.reference.rooms.ChatRooms.chat>` inside the broker's claim on the
+        name, so that a name held by another worker process is refused as one held here is."""
         async with self.broker.claim(room_name, user):
             try:
                 await super().chat(websocket, room_name, user)
@@ -143,8 +145,9 @@ def create_app(*, passcode: str | None = None, secret: str | None = None,
     ``secret``: signs the tokens (random if unset; several processes need the same one).
     ``origins``: the web pages allowed to connect (default: this server's own pages).
     ``rooms_type``: :class:`AppRooms` or a subclass of it (chapter 06's exercises).
-    ``broker``: a :class:`~wslab.broker.Broker` or its URL (:func:`~wslab.broker.broker_from_url`), such
-    as ``"redis://127.0.0.1:6379/0"``; it starts and stops with the app. Default: this process's memory.
+    ``broker``: a :class:`~wslab.reference.broker.Broker` or its URL
+    (:func:`~wslab.reference.broker.broker_from_url`), such as ``"redis://127.0.0.1:6379/0"``; it starts and
+    stops with the app. Default: this process's memory.
     Other keyword arguments (``rate``, ``burst``, ``max_queue``, ``max_frame``, ``auth_timeout``)
     go to :class:`AppRooms`.
     """
@@ -174,7 +177,7 @@ def create_app(*, passcode: str | None = None, secret: str | None = None,
     return chat
 
 
-app: FastAPI  # what ``uvicorn wslab.app:app`` serves: made on first use, configured from the environment
+app: FastAPI  # what ``uvicorn wslab.reference.app:app`` serves: made on first use, from the environment
 
 
 def __getattr__(name: str) -> Any:

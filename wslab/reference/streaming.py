@@ -1,5 +1,5 @@
 """Stream live prices and notifications over WebSockets without leaking tasks or letting a slow reader hurt
-anyone. The feeds themselves (one producer, many subscribers) are in :mod:`wslab.feeds`.
+anyone. The feeds themselves (one producer, many subscribers) are in :mod:`wslab.reference.feeds`.
 
 The tutorial's notifications endpoint starts a listener with ``asyncio.create_task`` and never stops it, so
 every connection leaves a task running for good; its price endpoint only sends, so it cannot hear its client.
@@ -12,7 +12,7 @@ Here:
 - **Prices:** a client is sent new prices only after it acknowledged the last (``{"type": "ack"}``). The
   network buffers between server and client hold megabytes that the server cannot see through ASGI; the
   ack keeps them empty, so a slow reader gets the latest prices when it reads again, never a backlog, and
-  nobody waits for it (publishing never waits: :class:`~wslab.feeds.PriceFeed`).
+  nobody waits for it (publishing never waits: :class:`~wslab.reference.feeds.PriceFeed`).
 - **Notifications:** every one is delivered, in order, numbered per user (``seq``); a connection whose
   queue is full is closed with 1013 (too slow) rather than silently skipped.
 - **Heartbeat:** a client silent for ``Heartbeat.interval`` seconds gets ``{"type": "ping"}``; silent

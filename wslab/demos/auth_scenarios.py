@@ -20,9 +20,9 @@ import jwt
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .auth import Tokens
-from .server import LabServer
-from .transcript import describe_close, describe_message
+from wslab.lab.server import LabServer
+from wslab.lab.transcript import describe_close, describe_message
+from wslab.reference.auth import Tokens
 
 __all__ = ["Carry", "attempt", "token_cases", "try_tokens"]
 
@@ -69,7 +69,8 @@ async def attempt(server: LabServer, path: str, token: str | None = None, *, car
                 frame = no_auth if token is None else {"type": "auth", "token": token}
                 await websocket.send(json.dumps(frame))
             try:
-                first = await asyncio.wait_for(websocket.recv(), WAIT)
+                async with asyncio.timeout(WAIT):
+                    first = await websocket.recv()
             except ConnectionClosed as exc:
                 return f"accepted, then {describe_close(exc)}"
             except TimeoutError:

@@ -11,12 +11,12 @@ the other workers need, so a hook never waits on the network and an outage never
 - **Names** are claimed by a Lua script before a user joins: a name held on any worker is refused as one
   held here is. **Presence** entries expire unless their worker refreshes them (every ``presence_ttl / 3``
   s); every worker sweeps out expired ones, and only the script that removed one announces it
-  (:mod:`wslab.redis_scripts`, :mod:`wslab.shared_room`).
+  (:mod:`wslab.reference.broker.redis_scripts`, :mod:`wslab.reference.broker.shared_room`).
 - **Redis away:** one warning line; local delivery and presence go on; frames for other workers are
   counted, never queued without bound; reconnection with capped exponential backoff; then this worker's
   users are registered again, and one line says cross-worker delivery resumed and how many frames reached
-  only this worker meanwhile. Keeping the connection up is :mod:`wslab.redis_link`'s part; this module
-  says what the broker does with it.
+  only this worker meanwhile. Keeping the connection up is :mod:`wslab.reference.broker.redis_link`'s part;
+  this module says what the broker does with it.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.commands.core import AsyncScript
 
-from .broker import Broker, redacted
-from .protocol import valid_room, valid_user
+from ..protocol import valid_room, valid_user
+from .base import LOGGER, Broker, redacted
 from .redis_link import LOST, REDIS_TIMEOUT, RETRY_MAX, RETRY_MIN, RedisLink
 from .redis_scripts import CLAIM, REFRESH, RELEASE, SWEEP
 from .shared_room import Claim, SharedRoom, holding
@@ -47,7 +47,7 @@ PRESENCE_TTL = 15.0  # seconds a worker's users stay listed after it stops refre
 OUTBOX = 10_000  # frames waiting for Redis before more are dropped (and counted)
 BATCH = 500  # frames in one pipelined round trip
 QUIET_READ = 1.0  # seconds one read of the channel waits before it returns empty-handed and reads again
-_log = logging.getLogger("wslab.broker")
+_log = logging.getLogger(LOGGER)
 Item = str | tuple[str, str, str] | None  # a frame to publish, a release (room, user, owner), a refresh
 
 
@@ -265,7 +265,8 @@ class RedisBroker(RedisLink, Broker):
                                                  client=pipe)
                 await pipe.execute()
 
-    # -- the connection's hooks (wslab.redis_link) -------------------------------------------------
+    # -- the connection's hooks (wslab.reference.broker.redis_link)
+    # -------------------------------------------------
     def _on_start(self) -> None:
         self._outbox: asyncio.Queue[Item] = asyncio.Queue()
 
@@ -290,7 +291,8 @@ class RedisBroker(RedisLink, Broker):
 
     async def _on_stop(self) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._outbox.join(), REDIS_TIMEOUT)
+            async with asyncio.timeout(REDIS_TIMEOUT):
+                await self._outbox.join()
 
     def _say_connected(self, *, back: bool) -> None:
         if back:

@@ -1,10 +1,10 @@
 """Chat rooms with presence lists, private messages, validated frames and identities nobody can steal.
 
-Each room maps user names to :class:`~wslab.manager.Client` connections, so everything the manager
+Each room maps user names to :class:`~wslab.reference.manager.Client` connections, so everything the manager
 guarantees holds per room: fan-out never waits on one client, a client that stops reading is
 disconnected with 1013, a dead connection is noticed by its own handler.
 
-On top of that (the wire format is in :mod:`wslab.protocol`):
+On top of that (the wire format is in :mod:`wslab.reference.protocol`):
 
 - **Presence:** ``join`` and ``leave`` frames carry the room's current user list.
 - **Validation:** a frame that is not valid JSON, has an unknown type, misses a field or carries

@@ -43,7 +43,6 @@ import jwt
 from fastapi import WebSocket
 from fastapi.responses import PlainTextResponse
 
-from .exceptions import WslabError
 from .manager import CLOSE_TOO_BIG, fit_reason
 from .protocol import MAX_TOKEN, ProtocolError, parse_auth, valid_user
 
@@ -67,12 +66,12 @@ CLOSE_POLICY = 1008  # policy violation: the close code for every refusal after 
 MAX_AUTH_FRAME = MAX_TOKEN + 256  # bytes: the auth frame's JSON around a token of the longest length
 LIFETIME = 3600.0  # seconds a token is valid for, unless said otherwise
 
-_log = logging.getLogger("wslab.auth")  # refusals, at INFO; never a token
+_log = logging.getLogger("wslab.reference.auth")  # refusals, at INFO; never a token
 
 Refusal = Literal["missing", "malformed", "algorithm", "signature", "expired", "claims", "unknown user"]
 
 
-class AuthError(WslabError):
+class AuthError(Exception):
     """A token was refused. ``kind`` names the check that failed; ``str(error)`` says it in words fit
     for a close reason (under 123 bytes)."""
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
-from .browser import BrowserMissing, launch
-from .client import exchange, run_sync
-from .echo import echo_app
-from .redis_server import RedisServer, RedisServerError
-from .server import LabServer, serve
+from wslab.demos.echo import echo_app
+from wslab.lab.browser import BrowserMissing, launch
+from wslab.lab.client import exchange, run_sync
+from wslab.lab.redis_server import RedisServer, RedisServerError
+from wslab.lab.server import LabServer, serve
 
 __all__ = ["Diagnosis", "Finding", "diagnose"]
 

@@ -86,7 +86,7 @@ class PrivateMessage(_Frame):
 
 
 class Auth(_Frame):
-    """Who the client is: an access token (see :mod:`wslab.auth`), sent as the first frame."""
+    """Who the client is: an access token (see :mod:`wslab.reference.auth`), sent as the first frame."""
 
     type: Literal["auth"]
     token: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN)]

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
 
-from .pages import page
+from wslab.reference.pages import page
 
 __all__ = ["echo", "echo_app"]
 

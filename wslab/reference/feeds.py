@@ -6,13 +6,13 @@ Two policies for a subscriber that reads slower than the producer publishes, eac
   newest prices not yet sent and nothing older: a slow subscriber skips prices, never builds a backlog,
   and publishing (:meth:`PriceFeed.step`) never waits for it. A subscription also hands out at most
   ``window`` prices before the client acknowledges one (:meth:`Subscription.ack`), which keeps the network
-  buffers empty too (see :mod:`wslab.streaming`).
+  buffers empty too (see :mod:`wslab.reference.streaming`).
 - :class:`Notifications` **queues**. Each notification matters, so each connection of a user has an
   :class:`Inbox`, a bounded queue, in order; an inbox that overflows marks its client too slow (the
   endpoint closes it with 1013) rather than dropping a notification silently.
 
 Both are plain in-memory objects of one process, used from the server's event loop only (in a handler, or
-through ``server.call``). No WebSocket code here: :mod:`wslab.streaming` serves them.
+through ``server.call``). No WebSocket code here: :mod:`wslab.reference.streaming` serves them.
 
     feed = PriceFeed()                      # deterministic: prices move only when you call step()
     with feed.subscribe() as subscription:

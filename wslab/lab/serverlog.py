@@ -19,8 +19,9 @@ from collections.abc import Iterator
 
 __all__ = ["ServerLog"]
 
-CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "asyncio", "wslab.auth",
-                    "wslab.broker")
+CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "asyncio",
+"wslab.reference.auth",
+                    "wslab.reference.broker")
 _SCRUB = [
     (re.compile(r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):\d+"), r"\1:<port>"),
     (re.compile(r"\('(127\.0\.0\.1|::1)', \d+\)"), r"('\1', <port>)"),  # an address in an OSError's text

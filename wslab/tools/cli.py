@@ -98,12 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve_room(host: str, port: int, passcode: str | None, broker: str | None = None) -> int:
     """Serve the complete app on ``host``:``port`` until Ctrl+C; return the exit status. ``broker``: a
-    Redis URL to share rooms with other servers (:func:`wslab.broker.broker_from_url`)."""
+    Redis URL to share rooms with other servers (:func:`wslab.reference.broker.base.broker_from_url`)."""
     import uvicorn
 
-    from .app import create_app  # imported here: `wslab doctor` need not load the app
-    from .broker import broker_from_url, log_to_stderr, redacted
-    from .wsprotocol import WebSocketProtocol
+    from wslab.reference.app import create_app  # imported here: `wslab doctor` need not load the app
+    from wslab.reference.broker import broker_from_url, log_to_stderr, redacted
+    from wslab.reference.wsprotocol import WebSocketProtocol
 
     try:
         sock = _listen(host, port)
