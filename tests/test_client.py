@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 from apps import echo_app
-from websockets.exceptions import ConnectionClosedOK, InvalidStatus
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 
 import wslab
 from wslab import LabServer, Transcript
@@ -148,3 +148,49 @@ def test_exchange_works_inside_a_running_event_loop(server: LabServer) -> None:
 
 def test_a_url_works_as_a_target(server: LabServer) -> None:
     assert wslab.exchange(server.ws_url("/ws"), "", "by url", show=False) == ["echo: by url"]
+
+
+def test_a_new_client_of_the_same_name_replaces_the_open_one(server: LabServer) -> None:
+    transcript = Transcript(live=False)
+
+    async def twice() -> tuple[int | None, list[str]]:
+        first = await wslab.connect(server, "/ws", name="ada", transcript=transcript)  # a cell run once...
+        second = await wslab.connect(server, "/ws", name="ada", transcript=transcript)  # ...and again
+        await second.send("still here")
+        replies = [str(await second.recv())]
+        await second.close()
+        return first.close_code, replies
+
+    closed, replies = wslab.run_sync(twice())
+    assert closed == 1000 and replies == ["echo: still here"]
+    replaced = "ada ✕ closed: 1000 (normal closure) \"replaced by a new connection named 'ada'\""
+    assert transcript.lines[0] == replaced
+
+
+def test_clients_without_a_name_or_on_another_server_do_not_replace_each_other(server: LabServer) -> None:
+    async def together() -> list[int | None]:
+        quiet = Transcript(live=False)
+        with wslab.serve(echo_app(), name="t-client-other") as other:
+            async with wslab.connect(server, "/ws", transcript=quiet) as one, \
+                    wslab.connect(server, "/ws", transcript=quiet) as two, \
+                    wslab.connect(server, "/ws", name="bo", transcript=quiet) as bo, \
+                    wslab.connect(other, "/ws", name="bo", transcript=quiet) as bo_elsewhere:
+                return [client.close_code for client in (one, two, bo, bo_elsewhere)]
+
+    assert wslab.run_sync(together()) == [None, None, None, None]
+
+
+def test_sending_on_a_closed_connection_says_it_is_closed(server: LabServer) -> None:
+    transcript = Transcript(live=False)
+
+    async def late() -> None:
+        ws = await wslab.connect(server, "/ws", name="ada", transcript=transcript)
+        await ws.close()
+        await ws.send("anyone?")
+
+    with pytest.raises(wslab.ClientClosed) as refused:
+        wslab.run_sync(late())
+    assert isinstance(refused.value, ConnectionClosed)  # what code catching websockets' errors expects
+    assert str(refused.value) == ("ada's connection is already closed (closed: 1000 (normal closure)), so "
+                                  "nothing was sent. Connect again (wslab.connect) to send more.")
+    assert transcript.lines[-1] == "ada ✕ cannot send anyone?: already closed: 1000 (normal closure)"

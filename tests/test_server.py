@@ -50,14 +50,33 @@ def test_stop_frees_the_port_and_is_idempotent() -> None:
     assert server not in wslab.running_servers()
 
 
-def test_serving_again_under_the_same_name_replaces_the_old_server() -> None:
+def test_serving_again_under_the_same_name_replaces_the_old_server_on_its_port() -> None:
     first = serve(echo_app("first: "), name="t-replace")
     second = serve(echo_app("second: "), name="t-replace")
     try:
         assert not first.running
         assert second.running
+        assert second.port == first.port  # a page opened on the first reconnects to the second
         assert [s for s in wslab.running_servers() if s.name == "t-replace"] == [second]
         assert wslab.exchange(second, "/ws", "x", show=False) == ["second: x"]
+    finally:
+        second.stop()
+
+
+def test_serving_again_takes_a_free_port_when_another_program_took_the_old_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    first = serve(echo_app(), name="t-moved")
+    bind = wslab.lab.server._bind
+
+    def taken_meanwhile(port: int, name: str) -> socket.socket:
+        if port == first.port:  # another program took it between the old server's stop and our bind
+            raise PortInUseError(f"Port {port} is taken")
+        return bind(port, name)
+
+    monkeypatch.setattr(wslab.lab.server, "_bind", taken_meanwhile)
+    second = serve(echo_app(), name="t-moved")
+    try:
+        assert not first.running and second.running and second.port != first.port
     finally:
         second.stop()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from .lab.client import Bots, LabClient, bots, connect, exchange, run_sync
 from .lab.exceptions import (
     AppStartupError,
+    ClientClosed,
     PortInUseError,
     ServerStartError,
     ServerStopped,
@@ -27,6 +28,7 @@ from .tools.doctor import diagnose
 
 __all__ = [
     "AppStartupError",
+    "ClientClosed",
     "Bots",
     "LabClient",
     "LabServer",

@@ -33,7 +33,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .exceptions import ServerStopped
+from .exceptions import ClientClosed, ServerStopped
 from .server import LabServer
 from .transcript import EVENT, RECEIVED, SENT, WAITED, Transcript, describe_close, describe_message
 
@@ -61,12 +61,21 @@ def _proxy_for(url: str) -> str | bool | None:
     return None if host in ("localhost", "::1") or host.startswith("127.") else True
 
 
-class LabClient:
-    """One WebSocket client with a name and a transcript. Made by :func:`connect` or :func:`bots`."""
+_named: dict[tuple[str, str], LabClient] = {}  # the open client of each name, per server
 
-    def __init__(self, target: LabServer | str, path: str = "/", *, name: str = "you",
+
+class LabClient:
+    """One WebSocket client with a name and a transcript. Made by :func:`connect` or :func:`bots`.
+
+    A client given a name (``name="ada"``, or a bot) is the only open one of that name on its server:
+    opening another ``ada`` there closes the earlier one first, so re-running a cell that logs a bot in
+    replaces it instead of colliding with it ("the name 'ada' is already taken").
+    """
+
+    def __init__(self, target: LabServer | str, path: str = "/", *, name: str | None = None,
                  transcript: Transcript | None = None, **options: Any) -> None:
-        self.name = name
+        self.name = name or "you"
+        self._key = (urlsplit(_url(target, path)).netloc, name) if name else None
         self.path = path
         self.url = _url(target, path)
         self.server = target if isinstance(target, LabServer) else None
@@ -82,6 +91,10 @@ class LabClient:
         if self.server is not None and not self.server.running:
             raise ServerStopped(f"The server {self.server.name!r} is stopped; serve the app again, then "
                                 "connect to the new server.")
+        earlier = _named.get(self._key) if self._key else None
+        if earlier is not None and earlier is not self and earlier._connection is not None \
+                and earlier._connection.close_code is None:
+            await earlier.close(1000, f"replaced by a new connection named {self.name!r}")
         try:
             self._connection = await ws_connect(self.url, **{"proxy": _proxy_for(self.url), **self._options})
         except InvalidStatus as exc:
@@ -90,6 +103,8 @@ class LabClient:
             self.transcript.add(self.name, EVENT, refusal)
             raise
         self._local_port = self._connection.local_address[1]
+        if self._key:
+            _named[self._key] = self
         return self
 
     def __await__(self) -> Any:
@@ -149,6 +164,11 @@ class LabClient:
     async def send(self, message: Message | dict[str, Any] | list[Any]) -> None:
         """Send text or bytes as they are; a dict or a list is sent as a JSON text frame."""
         data = message if isinstance(message, (str, bytes)) else json.dumps(message)
+        closed = self.connection.protocol.close_exc if self.connection.close_code is not None else None
+        if closed is not None:  # websockets would say "sent 1000 (OK); then received 1000 (OK)"
+            how = describe_close(closed, by_us=closed.sent is not None and not closed.rcvd_then_sent)
+            self.transcript.add(self.name, EVENT, f"cannot send {describe_message(data)}: already {how}")
+            raise ClientClosed(self.name, closed, how)
         self.transcript.add(self.name, SENT, describe_message(data))
         try:
             await self.connection.send(data)
@@ -189,11 +209,13 @@ class LabClient:
         return f"LabClient({self.name!r}, {self.path!r})"
 
 
-def connect(target: LabServer | str, path: str = "/", *, name: str = "you",
+def connect(target: LabServer | str, path: str = "/", *, name: str | None = None,
             transcript: Transcript | None = None, **options: Any) -> LabClient:
     """A client for ``path`` on ``target`` (a server from :func:`~wslab.serve`, or a ``ws://`` URL).
 
-    Use it with ``async with`` (closed for you at the end) or ``await`` it (close it yourself).
+    Use it with ``async with`` (closed for you at the end) or ``await`` it (close it yourself). A
+    ``name`` (the transcript says ``you`` without one) makes it the only open client of that name on
+    the server: connecting another one of that name closes this one first.
     Every send, receive and close is printed as it happens; pass ``transcript=Transcript(live=False)``
     to collect the lines instead. Other keyword arguments go to ``websockets.asyncio.client.connect``.
     """
@@ -281,7 +303,7 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
 
 
 def exchange(target: LabServer | str, path: str, *messages: Message | dict[str, Any],
-             name: str = "you", replies: int = 1, timeout: float = 5.0, show: bool = True,
+             name: str | None = None, replies: int = 1, timeout: float = 5.0, show: bool = True,
              **options: Any) -> list[Message]:
     """Connect, send each message and read ``replies`` replies to each, close; return the replies.
 

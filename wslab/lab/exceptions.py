@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from websockets.exceptions import ConnectionClosed
+
 __all__ = [
     "AppStartupError",
+    "ClientClosed",
     "PortInUseError",
     "ServerStartError",
     "ServerStopped",
@@ -34,3 +37,17 @@ class ServerTimeoutError(ServerStartError):
 
 class ServerStopped(WslabError):
     """The server was stopped, so it cannot run anything any more."""
+
+
+class ClientClosed(WslabError, ConnectionClosed):
+    """A client was asked to send on a connection that is already closed. It is a ``ConnectionClosed``
+    too, so code that catches the websockets library's exception catches it."""
+
+    def __init__(self, name: str, closed: ConnectionClosed, how: str) -> None:
+        super().__init__(closed.rcvd, closed.sent, closed.rcvd_then_sent)
+        self.name = name
+        self.how = how
+
+    def __str__(self) -> str:
+        return (f"{self.name}'s connection is already closed ({self.how}), so nothing was sent. "
+                f"Connect again (wslab.connect) to send more.")

@@ -10,8 +10,9 @@ built here rather than through ``asyncio.run`` so that it still works after ``ne
     >>> server.browser_url                    # what to show a browser (proxied on JupyterHub and Binder)
     >>> server.stop()                         # idempotent; frees the port
 
-Serving again under the same name stops the previous server first, so re-running a cell never fails
-with "address already in use". Every server is stopped when the process exits.
+Serving again under the same name stops the previous server first and listens on the same port, so
+re-running a cell never fails with "address already in use", and a browser page opened on the old server
+reconnects to the new one. Every server is stopped when the process exits.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def serve(app: ASGIApp, *, port: int = 0, name: str | None = None, timeout: floa
 
     ``port=0`` lets the operating system pick a free port (read it from ``.port``). ``name`` identifies
     the server within this process: serving again under a name already in use stops that server first
-    (no name means the name ``"default"``). A fixed ``port`` that one of this process's own servers
-    still holds is freed the same way.
+    and takes over its port, so pages opened on it reconnect (no name means the name ``"default"``). A
+    fixed ``port`` that one of this process's own servers still holds is freed the same way.
 
     Raises :class:`PortInUseError` if another program holds the port, :class:`AppStartupError` if the
     app's startup fails, :class:`ServerTimeoutError` if it is not listening within ``timeout`` seconds.
@@ -72,8 +73,16 @@ def serve(app: ASGIApp, *, port: int = 0, name: str | None = None, timeout: floa
         stale = [s for s in _servers.values() if s.name == name or (port and s.port == port)]
     for old in stale:
         old.stop()
-    server = LabServer(app, name=name, port=port)
-    server._start(timeout)
+    # The same name keeps its port: a page opened on the old server reconnects to the new one by itself.
+    same = [old.port for old in stale if old.name == name and old.port]
+    server = LabServer(app, name=name, port=port or (same[0] if same else 0))
+    try:
+        server._start(timeout)
+    except PortInUseError:
+        if port or not same:
+            raise
+        server = LabServer(app, name=name)  # another program took the old port meanwhile: any free one
+        server._start(timeout)
     with _servers_lock:
         _servers[name] = server
     return server
