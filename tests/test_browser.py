@@ -222,16 +222,18 @@ def test_an_announcement_reaches_every_page_in_every_room(chat: Chat, app: FastA
 
 
 # -- the connection --------------------------------------------------------------------------------
-def test_the_page_reconnects_after_the_server_restarts(make_chat: Callable[[FastAPI], Chat]) -> None:
+def test_the_page_reconnects_when_the_notebook_serves_the_app_again(
+        make_chat: Callable[[FastAPI], Chat]) -> None:
     chat = make_chat(create_app())
     ada = chat.join("ada")
     bo = chat.join("bo")
-    port = chat.server.port
     chat.server.stop()
     for page in (ada, bo):
         expect(page.locator("#state")).to_have_attribute("data-state", "reconnecting", timeout=WAIT)
         expect(page.locator("#banner")).to_contain_text(re.compile(r"Connection lost: reconnecting in \d+ s"))
-    chat.server = wslab.serve(create_app(), port=port, name="t-browser")  # a new secret: old tokens are void
+        expect(page.locator("#banner")).not_to_contain_text("..")
+        expect(page.locator("#users li")).to_have_count(0)  # nobody is known to be there while away
+    chat.server = wslab.serve(create_app(), name="t-browser")  # a cell run again: same name, same port
     for page in (ada, bo):
         expect(page.locator("#state")).to_have_attribute("data-state", "open", timeout=20_000)
         expect(page.locator("#state")).to_have_text("connected")
@@ -239,6 +241,24 @@ def test_the_page_reconnects_after_the_server_restarts(make_chat: Callable[[Fast
     present(ada, "ada", "bo")
     say(bo, "still here")
     sees(ada, "message", "still here")
+
+
+def test_a_page_whose_server_never_comes_back_stops_retrying_and_says_so(
+        make_chat: Callable[[FastAPI], Chat]) -> None:
+    chat = make_chat(create_app())
+    ada = chat.open()
+    ada.context.add_init_script("window.WSLAB_GIVE_UP_AFTER = 2")  # read as the page loads
+    ada.reload()
+    login(ada, "ada")
+    expect(ada.locator("#state")).to_have_attribute("data-state", "open", timeout=WAIT)
+    chat.server.stop()
+    expect(ada.locator("#state")).to_have_attribute("data-state", "closed", timeout=20_000)
+    expect(ada.locator("#banner")).to_contain_text("Not connected: the chat has not come back for 2 s.")
+    expect(ada.locator("#banner")).to_contain_text("Retry when the server runs again.")
+    expect(ada.locator("#retry")).to_be_visible()
+    chat.server = wslab.serve(create_app(), name="t-browser")
+    ada.locator("#retry").click()
+    expect(ada.locator("#state")).to_have_attribute("data-state", "open", timeout=20_000)
 
 
 def test_the_token_is_renewed_before_it_expires(chat: Chat, app: FastAPI) -> None:

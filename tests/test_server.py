@@ -63,6 +63,16 @@ def test_serving_again_under_the_same_name_replaces_the_old_server_on_its_port()
         second.stop()
 
 
+def test_serving_again_after_a_stop_keeps_the_port_too() -> None:
+    first = serve(echo_app(), name="t-after-stop")
+    first.stop()
+    second = serve(echo_app(), name="t-after-stop")
+    try:
+        assert second.port == first.port
+    finally:
+        second.stop()
+
+
 def test_serving_again_takes_a_free_port_when_another_program_took_the_old_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
     first = serve(echo_app(), name="t-moved")

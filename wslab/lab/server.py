@@ -10,9 +10,9 @@ built here rather than through ``asyncio.run`` so that it still works after ``ne
     >>> server.browser_url                    # what to show a browser (proxied on JupyterHub and Binder)
     >>> server.stop()                         # idempotent; frees the port
 
-Serving again under the same name stops the previous server first and listens on the same port, so
-re-running a cell never fails with "address already in use", and a browser page opened on the old server
-reconnects to the new one. Every server is stopped when the process exits.
+Serving again under the same name stops the previous server first and listens on the same port (also
+after a stop), so re-running a cell never fails with "address already in use", and a browser page opened
+on the old server reconnects to the new one. Every server is stopped when the process exits.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ DEFAULT_NAME = "default"
 _UVICORN_GIVES_UP = "Application startup failed. Exiting."
 
 _servers: dict[str, LabServer] = {}
+_last_port: dict[str, int] = {}  # the port each name was last served on
 _servers_lock = threading.Lock()
 
 
@@ -73,18 +74,20 @@ def serve(app: ASGIApp, *, port: int = 0, name: str | None = None, timeout: floa
         stale = [s for s in _servers.values() if s.name == name or (port and s.port == port)]
     for old in stale:
         old.stop()
-    # The same name keeps its port: a page opened on the old server reconnects to the new one by itself.
-    same = [old.port for old in stale if old.name == name and old.port]
-    server = LabServer(app, name=name, port=port or (same[0] if same else 0))
+    # The same name keeps its port, even after a stop: a page opened on the old server reconnects to the
+    # new one by itself.
+    earlier = port or _last_port.get(name, 0)
+    server = LabServer(app, name=name, port=earlier)
     try:
         server._start(timeout)
     except PortInUseError:
-        if port or not same:
+        if port:
             raise
         server = LabServer(app, name=name)  # another program took the old port meanwhile: any free one
         server._start(timeout)
     with _servers_lock:
         _servers[name] = server
+        _last_port[name] = server.port
     return server
 
 
