@@ -260,12 +260,16 @@ def need_test_programs(venv: Path) -> None:
 
 # -- the commands -------------------------------------------------------------------------------------------
 def run_in(venv: Path, program: str, args: Sequence[str]) -> NoReturn:
-    """Run a program of the environment in place of this script."""
+    """Run a program of the environment in place of this script, as if the environment were activated:
+    what it starts (JupyterLab's terminals, a notebook's subprocesses) finds `wslab` and `python` there."""
     path = venv_program(venv, program)
     command = [str(path), *args]
+    search = str(path.parent) + os.pathsep + os.environ.get("PATH", "")
+    env = dict(os.environ, VIRTUAL_ENV=str(venv), PATH=search)
+    env.pop("PYTHONHOME", None)
     if WINDOWS:  # no real exec on Windows: wait, and pass the exit status on
-        sys.exit(subprocess.run(command).returncode)
-    os.execv(str(path), command)
+        sys.exit(subprocess.run(command, env=env).returncode)
+    os.execve(str(path), command, env)
 
 
 def test(venv: Path, args: Sequence[str]) -> NoReturn:

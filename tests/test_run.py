@@ -64,6 +64,16 @@ def test_an_unknown_command_lists_the_commands() -> None:
     assert "python3 run.py test" in result.stderr and "unknown command 'tset'" in result.stderr
 
 
+def test_what_the_environment_runs_finds_its_programs_as_if_it_were_activated() -> None:
+    # JupyterLab's terminals and a notebook's subprocesses: `wslab serve` there is the environment's
+    script = "import os, shutil, sys; print(shutil.which('wslab')); print(os.environ['VIRTUAL_ENV'])"
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "python", "-c", script],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    wslab_program, venv = result.stdout.splitlines()
+    assert Path(wslab_program).parent == Path(sys.executable).parent and Path(venv) == Path(sys.prefix)
+
+
 # -- a copy of the project, set up as a learner would ---------------------------------------------------
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
