@@ -6,15 +6,10 @@ the workbook's way, and a headless Chromium opens the address ``LabServer.browse
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from jupyter_process import running_jupyter
 from playwright.sync_api import Browser, Page, expect
 from test_browser import WAIT, login, present, say, sees
 from websockets.exceptions import ConnectionClosed
@@ -27,51 +22,13 @@ from wslab.reference.app import create_app
 
 BASE = "/hub-test/user/ada/"  # what JupyterHub gives a user's server, and sets as JUPYTERHUB_SERVICE_PREFIX
 TOKEN = "wslab-proxy-test-token"
-START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Jupyter server with jupyter-server-proxy on a loopback port; yields its address (no path)."""
-    home = tmp_path_factory.mktemp("jupyter")
-    port = free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
-           "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
-    command = [sys.executable, "-m", "jupyter", "server", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.base_url={BASE}",
-               f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={home}"]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    log = (home / "server.log").open("w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    address = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the Jupyter server exited: {(home / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{address}{BASE}api/status?token={TOKEN}", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the Jupyter server did not answer within {START_TIMEOUT:g} s")
-                time.sleep(0.2)  # polling a subprocess we cannot get an event from
+    with running_jupyter(tmp_path_factory.mktemp("jupyter"), token=TOKEN, base_url=BASE) as address:
         yield address
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture
