@@ -12,8 +12,9 @@ what is still to be delivered in this process's buffer and in the kernel's: as l
 of it every ``ABORT_AFTER`` seconds, it is reading, however slowly, and gets everything and then the close
 frame with its code and reason. A client that took nothing for ``ABORT_AFTER`` seconds has stopped reading:
 its connection is dropped (a TCP reset, discarding the backlog), so a client kicked for being too slow
-(:meth:`wslab.reference.manager.Client.kick`) is really gone. The same watch starts when the client's own
-close arrives, since uvicorn's reply to it waits behind the backlog too. Each drop is logged at INFO.
+(:meth:`wslab.reference.manager.Client.kick`) is really gone. The same watch starts when the handler
+receives a disconnect (the client's own close, whose reply waits behind the backlog too). Each drop is
+logged at INFO.
 
 The kernel's part of the backlog is read where the system says it (Linux, macOS); elsewhere only this
 process's part counts, and once it is sent the rest is left to the kernel, as uvicorn does.
