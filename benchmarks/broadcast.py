@@ -75,11 +75,12 @@ def _serve(kind: str, port: int) -> None:
     import uvicorn
 
     from wslab.demos.naive import naive_broadcast_app
-    from wslab.reference.manager import broadcast_app
+    from wslab.reference.manager import MAX_FRAME, broadcast_app
     from wslab.reference.wsprotocol import WebSocketProtocol
 
     app = broadcast_app() if kind == "hardened" else naive_broadcast_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, ws=WebSocketProtocol, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, ws=WebSocketProtocol, ws_max_size=MAX_FRAME,
+                log_level="warning")
 
 
 async def _serve_bare(port: int) -> None:

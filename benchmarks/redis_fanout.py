@@ -55,11 +55,13 @@ def _serve(broker: str, port: int) -> None:
     import uvicorn
 
     from wslab.reference.app import create_app
+    from wslab.reference.manager import MAX_FRAME
     from wslab.reference.wsprotocol import WebSocketProtocol
 
     url = None if broker == "memory" else f"redis://127.0.0.1:{broker.removeprefix('redis-')}/0"
     app = create_app(secret=SECRET, broker=url, rate=1e6, burst=10**6)
-    uvicorn.run(app, host="127.0.0.1", port=port, ws=WebSocketProtocol, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, ws=WebSocketProtocol, ws_max_size=MAX_FRAME,
+                log_level="warning")
 
 
 @dataclass

@@ -54,6 +54,7 @@ def _serve(kind: str, port: int) -> None:
     from fastapi import FastAPI
 
     from wslab.demos.naive import naive_notifications_app
+    from wslab.reference.manager import MAX_FRAME
     from wslab.reference.streaming import streaming_app
     from wslab.reference.wsprotocol import WebSocketProtocol
 
@@ -80,7 +81,8 @@ def _serve(kind: str, port: int) -> None:
         else:
             app.state.notifications.publish(user, {"text": "benchmark"})
 
-    uvicorn.run(app, host="127.0.0.1", port=port, ws=WebSocketProtocol, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, ws=WebSocketProtocol, ws_max_size=MAX_FRAME,
+                log_level="warning")
 
 
 @dataclass

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import signal
 import socket
@@ -7,9 +8,11 @@ import time
 
 import httpx
 import pytest
+from rawclient import refusal_of_an_oversized_frame
 
 import wslab
 from wslab import Transcript
+from wslab.reference.manager import MAX_FRAME
 from wslab.tools.cli import main, share_url
 
 
@@ -68,6 +71,23 @@ def test_wslab_serve_prints_the_address_serves_the_app_and_stops_on_ctrl_c() -> 
         _, err = process.communicate(timeout=10)
     assert process.returncode == 0
     assert "Finished server process" in err and token not in err
+
+
+def test_wslab_serve_refuses_a_frame_announced_over_the_frame_limit_from_its_header() -> None:
+    process = _serve("--port", "0")
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().split("http://127.0.0.1:")[1].split("/")[0])
+        for _ in range(100):  # bounded: the socket is bound, uvicorn starts answering within moments
+            with contextlib.suppress(ConnectionError):
+                refusal = refusal_of_an_oversized_frame(port, "/ws/chat/lobby")
+                break
+            time.sleep(0.05)  # polling a process we started, not synchronising two threads
+        assert refusal is not None, "no close frame: the server is still buffering the frame"
+        assert refusal[0] == 1009 and f"limit of {MAX_FRAME} bytes" in refusal[1], refusal
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
 
 
 def test_wslab_serve_on_a_taken_port_says_what_to_do() -> None:

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from apps import echo_app, failing_startup_app
 from fastapi import FastAPI
+from rawclient import refusal_of_an_oversized_frame
 
 import wslab
 from wslab import AppStartupError, PortInUseError, ServerStopped, ServerTimeoutError, serve
+from wslab.reference.manager import MAX_FRAME
 
 
 def port_is_free(port: int) -> bool:
@@ -130,6 +132,15 @@ def test_a_server_that_does_not_come_up_in_time_is_a_clear_error() -> None:
             serve(FastAPI(lifespan=lifespan), name="t-slow", timeout=0.2)
     finally:
         release.set()
+
+
+def test_a_frame_announced_over_the_frame_limit_is_refused_with_1009_from_its_header() -> None:
+    with serve(echo_app(), name="t-frame-limit") as server:
+        refusal = refusal_of_an_oversized_frame(server.port, "/ws")
+        assert server.wait_idle(5.0)
+    assert refusal is not None, "no close frame: the server is still buffering the frame"
+    assert refusal[0] == 1009 and f"limit of {MAX_FRAME} bytes" in refusal[1], refusal
+    assert server.log.lines("ERROR") == []
 
 
 def test_call_runs_a_coroutine_on_the_server_loop() -> None:

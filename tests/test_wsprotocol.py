@@ -1,35 +1,38 @@
-"""A client kicked for not reading really loses its connection, even though it never reads again; a
-refusal before accept is complete (no spurious ERROR)."""
+"""A client kicked for not reading really loses its connection, even though it never reads again, while one
+that reads slowly gets everything and then the close frame; a close never raises out of the handler; a
+refusal before accept is complete (no spurious ERROR); the subclass's hold on uvicorn is what it expects."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import os
+import shlex
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import uvicorn
 from apps import chat
 from fastapi import FastAPI, WebSocket
+from rawclient import RawClient, refusal_of_an_oversized_frame, server_holds_connection
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Opcode
+from websockets.protocol import State
 
 import wslab
+import wslab.reference
 from wslab.demos.auth_scenarios import attempt
 from wslab.reference import wsprotocol
 from wslab.reference.auth import refuse
-from wslab.reference.manager import ConnectionManager, broadcast_app
-
-ESTABLISHED_OR_CLOSING = {"01", "04", "05", "06", "08", "0B"}  # /proc/net/tcp states that hold a socket
-
-
-def server_holds_connection(server_port: int, client_port: int) -> bool:
-    """Whether the server's end of the TCP connection from ``client_port`` still exists."""
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, remote, state = line.split()[1:4]
-        if (int(local.split(":")[1], 16), int(remote.split(":")[1], 16)) == (server_port, client_port):
-            return state in ESTABLISHED_OR_CLOSING
-    return False
+from wslab.reference.manager import CLOSE_TOO_SLOW, MAX_FRAME, Client, ConnectionManager, broadcast_app
+from wslab.reference.wsprotocol import WebSocketProtocol
 
 
 def test_a_stalled_client_is_dropped_after_the_abort_delay(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,3 +101,192 @@ def test_a_refusal_before_accept_sends_its_status_and_body_and_logs_no_error() -
         assert wslab.run_sync(attempt(server, "/ws")) == "HTTP 401, body: log in first"
         assert server.wait_idle(5.0)
         assert server.log.lines("ERROR") == []
+
+
+# -- a slow reader gets everything; one that stops is dropped ----------------------------------------------
+SLOW_FRAMES, SLOW_TEXT = 300, 10_000  # what the handler sends, then closes: 3 MB, most of it after the close
+SLOW_READ, SLOW_PACE = 8192, 0.01  # the slow reader takes 8 KB every 10 ms, about 800 KB/s
+READ_WITHIN = 30.0  # seconds any reading loop below may take
+REASON = "token expired: log in again"
+
+
+def slow_sender_app() -> FastAPI:
+    """``/ws`` sends SLOW_FRAMES numbered texts as fast as the connection takes them, then closes (REASON)."""
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        for number in range(SLOW_FRAMES):
+            await websocket.send_text(f"{number:05} " + "x" * SLOW_TEXT)
+        await websocket.close(1000, REASON)
+
+    return app
+
+
+def read_slowly(client: RawClient, *, stop_after: float = READ_WITHIN) -> str:
+    """Read SLOW_READ bytes every SLOW_PACE seconds until the server's close frame arrives ("closed"), the
+    connection is reset ("reset"), the stream ends ("ended") or ``stop_after`` seconds pass ("stopped")."""
+    began = time.monotonic()
+    while time.monotonic() - began < stop_after:
+        try:
+            client.read(SLOW_READ)
+        except ConnectionResetError:
+            return "reset"
+        if client.close_frame is not None:
+            return "closed"
+        if client.protocol.state is State.CLOSED:
+            return "ended"
+        time.sleep(SLOW_PACE)  # the pace of a slow reader, not a wait for something to happen
+    return "stopped"
+
+
+def numbers(client: RawClient) -> list[int]:
+    return [int(frame.data[:5]) for frame in client.frames if frame.opcode is Opcode.TEXT]
+
+
+def dropped(server: wslab.LabServer, client: RawClient, within: float = 5.0) -> bool:
+    """Whether the server's end of ``client``'s connection is gone, or goes within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while server_holds_connection(server.port, client.port) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the kernel's table, bounded by the deadline
+    return not server_holds_connection(server.port, client.port)
+
+
+def test_a_client_that_reads_slowly_gets_every_frame_then_the_close_frame_with_its_reason() -> None:
+    with wslab.serve(slow_sender_app(), name="t-wsprotocol") as server:
+        with RawClient(server.port, "/ws") as client:
+            ending = read_slowly(client)
+        assert (ending, numbers(client), client.close_frame) == ("closed", list(range(SLOW_FRAMES)),
+                                                                (1000, REASON))
+        assert server.wait_idle(5.0)
+    assert server.log.lines("ERROR") == []
+
+
+def test_a_client_that_stops_reading_after_a_while_is_dropped_once_it_took_nothing_for_abort_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wsprotocol, "ABORT_AFTER", 1.0)
+    with wslab.serve(slow_sender_app(), name="t-wsprotocol") as server:
+        with RawClient(server.port, "/ws") as client:
+            assert read_slowly(client, stop_after=2.5) == "stopped"  # kept while it reads, beyond ABORT_AFTER
+            assert 0 < len(numbers(client)) < SLOW_FRAMES
+            assert dropped(server, client), "the server still holds the connection"  # it reads no more
+        assert server.wait_idle(5.0)
+        assert any("dropped: it took none of the" in line for line in server.log.lines("INFO"))
+    assert server.log.lines("ERROR") == []
+
+
+# -- a close never raises out of the handler ---------------------------------------------------------------
+def more_than_the_kernel_buffers() -> int:
+    """Bytes in one frame that the kernel cannot take at once, so that the rest waits in uvicorn's transport
+    and its writes pause: twice the largest send buffer TCP grows to here, and a MB."""
+    largest = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    return 2 * largest + 2**20
+
+
+def test_a_kick_after_the_peers_close_arrived_while_writes_were_paused_ends_quietly_and_drops_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wsprotocol, "ABORT_AFTER", 0.3)
+    big = bytes(more_than_the_kernel_buffers())
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def endpoint(websocket: WebSocket) -> None:
+        async with Client(websocket) as client:
+            await websocket.send_bytes(big)  # returns at once: the transport keeps the rest; its writes pause
+            # The peer's close, read behind the Client's back: the moment between its arrival and the handler
+            # noticing it, in which another client's broadcast may find this one too slow and kick it.
+            assert (await websocket.receive())["type"] == "websocket.disconnect"
+            asyncio.get_running_loop().call_soon(client.kick, CLOSE_TOO_SLOW, "too slow")
+            async with asyncio.timeout(5.0):
+                await asyncio.Event().wait()  # until the kick cancels this handler
+
+    with wslab.serve(app, name="t-wsprotocol") as server, \
+            RawClient(server.port, "/ws", receive_buffer=4096) as client:
+        for _ in range(100):  # bounded: each read waits up to the socket's timeout
+            if client.after_handshake:
+                break  # the frame has begun to arrive: the server wrote it, and its writes are paused
+            client.read(1)
+        client.protocol.send_close(1000)
+        client.flush()  # and then reads nothing more
+        assert server.wait_idle(5.0)
+        assert server.log.lines("ERROR") == []
+        assert dropped(server, client), "the server still holds the connection"
+
+
+# -- what the subclass relies on in uvicorn ----------------------------------------------------------------
+def uvicorns_protocol() -> WebSocketsSansIOProtocol:
+    """An instance of uvicorn's own protocol, as uvicorn makes one for a connection (not connected)."""
+    config = uvicorn.Config(FastAPI(), ws="websockets-sansio")
+    config.load()
+
+    async def make() -> WebSocketsSansIOProtocol:
+        return WebSocketsSansIOProtocol(config, ServerState(), {})
+
+    return asyncio.run(make())
+
+
+def kind_of(name: str) -> str:
+    """What ``name`` is on uvicorn's WebSocketsSansIOProtocol, in the words of UVICORN_RELIES_ON."""
+    found = inspect.getattr_static(WebSocketsSansIOProtocol, name, None)
+    if found is None:
+        instance = uvicorns_protocol()
+        return f"{type(getattr(instance, name)).__name__} attribute" if hasattr(instance, name) else "missing"
+    if not inspect.isfunction(found):
+        return f"class attribute ({type(found).__name__})"
+    owner = next(cls for cls in WebSocketsSansIOProtocol.__mro__ if name in vars(cls))
+    if inspect.iscoroutinefunction(found):
+        return "coroutine method"
+    return "method of uvicorn's" if owner.__module__.startswith("uvicorn.") else f"method of {owner.__name__}"
+
+
+@pytest.mark.parametrize("name", sorted(wsprotocol.UVICORN_RELIES_ON))
+def test_uvicorn_still_has_what_the_subclass_relies_on(name: str) -> None:
+    expected, why = wsprotocol.UVICORN_RELIES_ON[name]
+    found = kind_of(name)
+    assert found == expected, (
+        f"uvicorn {uvicorn.__version__} changed WebSocketsSansIOProtocol.{name}: wslab.reference.wsprotocol "
+        f"needs a {expected} ({why}), and it is now: {found}. Read uvicorn's websockets_sansio_impl.py and "
+        "adapt WebSocketProtocol, or uvicorn's bounds in pyproject.toml.")
+
+
+def test_the_subclass_adds_no_name_that_uvicorns_protocol_has() -> None:
+    theirs = set(dir(uvicorns_protocol()))
+    ours = {name for name in vars(WebSocketProtocol) if not name.startswith("__")}
+    clashes = sorted((ours & theirs) - set(wsprotocol.UVICORN_RELIES_ON))
+    assert clashes == [], (f"uvicorn {uvicorn.__version__}'s WebSocketsSansIOProtocol now has its own "
+                           f"{', '.join(clashes)}, which WebSocketProtocol defines for itself: rename ours")
+
+
+# -- the production command in wslab.reference's docs --------------------------------------------------------
+def documented_flags() -> dict[str, str]:
+    """The ``--ws`` and ``--ws-max-size`` of the uvicorn command in :mod:`wslab.reference`'s docstring."""
+    lines = iter((wslab.reference.__doc__ or "").splitlines())
+    command = next((line for line in lines if line.strip().startswith("uvicorn wslab.reference.app:app")), "")
+    while command.endswith("\\"):
+        command = command[:-1] + next(lines)
+    words = shlex.split(command)
+    return {flag: words[words.index(flag) + 1] for flag in ("--ws", "--ws-max-size") if flag in words}
+
+
+def test_the_production_command_in_the_docs_serves_with_this_protocol_and_the_frame_limit() -> None:
+    flags = documented_flags()
+    assert flags == {"--ws": "wslab.reference.wsprotocol:WebSocketProtocol", "--ws-max-size": str(MAX_FRAME)}
+    command = [sys.executable, "-m", "uvicorn", "wslab.reference.app:app", "--host", "127.0.0.1",
+               "--port", "0", *(word for flag in flags.items() for word in flag)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        started = ""
+        for _ in range(50):  # bounded: uvicorn says where it listens within a few lines, or ends
+            started = process.stderr.readline()
+            if not started or "Uvicorn running on" in started:
+                break
+        assert "Uvicorn running on http://127.0.0.1:" in started, f"uvicorn did not start: {started}"
+        port = int(started.split("http://127.0.0.1:")[1].split()[0])
+        refusal = refusal_of_an_oversized_frame(port, "/ws/chat/lobby")
+        assert refusal is not None, "no close frame: the server is still buffering the frame"
+        assert refusal[0] == 1009 and f"limit of {MAX_FRAME} bytes" in refusal[1], refusal
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import uvicorn
 from starlette.types import ASGIApp
 
+from wslab.reference.manager import MAX_FRAME
 from wslab.reference.wsprotocol import WebSocketProtocol
 
 from .exceptions import AppStartupError, PortInUseError, ServerStartError, ServerStopped, ServerTimeoutError
@@ -129,6 +130,7 @@ class LabServer:
             interface="asgi3",
             lifespan="auto",
             ws=WebSocketProtocol,  # websockets-sansio, with a close that never hangs on a stalled client
+            ws_max_size=MAX_FRAME,  # a bigger frame is refused (1009) from its header, before it is buffered
             log_config=None,  # leave the process's logging alone; serverlog captures our records
             log_level="info",
             timeout_graceful_shutdown=2,

@@ -20,8 +20,7 @@ from collections.abc import Iterator
 __all__ = ["ServerLog"]
 
 CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "asyncio",
-"wslab.reference.auth",
-                    "wslab.reference.broker")
+                    "wslab.reference.auth", "wslab.reference.broker", "wslab.reference.wsprotocol")
 _SCRUB = [
     (re.compile(r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):\d+"), r"\1:<port>"),
     (re.compile(r"\('(127\.0\.0\.1|::1)', \d+\)"), r"('\1', <port>)"),  # an address in an OSError's text

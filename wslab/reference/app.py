@@ -21,11 +21,12 @@ Its routes (the wire protocol is in :mod:`wslab.reference.protocol`):
 - ``WS /ws/chat/{room}``: the chat, first frame ``{"type": "auth", "token": ...}``.
 
 Serve it with ``wslab serve`` (which prints the address to share), ``wslab.serve(create_app())`` in a
-notebook, or ``uvicorn wslab.reference.app:app``. The module-level ``app`` is made when first used, from
-``WSLAB_PASSCODE``, ``WSLAB_SECRET`` (the token secret, at least 32 bytes; random if unset) and
-``WSLAB_BROKER`` in the environment. Under
-plain uvicorn the close sent to a client that stopped reading waits until it reads; ``wslab serve``
-and ``wslab.serve`` run :class:`~wslab.reference.wsprotocol.WebSocketProtocol`, which does not wait.
+notebook, or ``uvicorn wslab.reference.app:app`` with the flags :mod:`wslab.reference` gives for production.
+The module-level ``app`` is made when first used, from ``WSLAB_PASSCODE``, ``WSLAB_SECRET`` (the token
+secret, at least 32 bytes; random if unset) and ``WSLAB_BROKER`` in the environment. ``wslab serve`` and
+``wslab.serve`` run :class:`~wslab.reference.wsprotocol.WebSocketProtocol` with uvicorn's ``ws_max_size`` at
+64 KB, as those flags do. Under plain uvicorn, without them, the close sent to a client that stopped reading
+waits until it reads, and a frame over 64 KB is refused only after uvicorn buffered up to 16 MiB of it.
 
 One process, by default: the rooms live in its memory. With a Redis broker (chapter 08,
 ``create_app(broker="redis://...")`` or ``WSLAB_BROKER``) rooms, presence lists and private messages

@@ -19,10 +19,10 @@ task, so a broadcast only puts text into queues and never waits:
 - **Cleanup** happens in ``finally``, whatever ended the connection.
 - **Single process.** The clients live in this process's memory: with several worker processes each
   one has its own manager, and a broadcast reaches only its own clients (a later chapter adds a broker).
-- **Serve it with** :class:`wslab.reference.wsprotocol.WebSocketProtocol` (``wslab.serve`` does): with
-uvicorn's
-  stock protocols, the close to a client that stopped reading waits until it reads, so a kicked client
-  keeps its socket and its backlog.
+- **Serve it with** :class:`wslab.reference.wsprotocol.WebSocketProtocol` and ``ws_max_size=MAX_FRAME``
+  (``wslab.serve`` does): with uvicorn's stock protocols, the close to a client that stopped reading waits
+  until it reads, so a kicked client keeps its socket and its backlog; and without ``ws_max_size`` a frame
+  over the limit is refused only once uvicorn has buffered it (up to 16 MiB).
 
     manager = ConnectionManager()
 

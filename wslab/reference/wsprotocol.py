@@ -1,73 +1,180 @@
-"""uvicorn's WebSocket protocol, except that closing a client that stopped reading does not wait for it.
+"""uvicorn's WebSocket protocol, except that a close never waits on a client that does not read, and a client
+that stopped reading does not keep its connection.
 
-With uvicorn's ``websockets-sansio`` protocol, every ``websocket.close`` first waits until the
-connection can be written to. A client that stopped reading never makes it writable again, so the close
-waits forever, and when the handler gives up and returns, uvicorn's ``transport.close()`` still waits for
-the unsent backlog: the socket, its file descriptor and megabytes of kernel buffers stay until the
-client reads or dies. :class:`WebSocketProtocol` queues the close frame behind the backlog at once and
-drops the connection (a TCP reset, discarding the backlog) if the closing handshake has not finished
-within ``ABORT_AFTER`` seconds, so a client kicked for being too slow
-(:meth:`wslab.reference.manager.Client.kick`) is really gone. A client that reads again in
-time gets its backlog and then the close frame, with its code and reason.
+With uvicorn's ``websockets-sansio`` protocol, every ``websocket.close`` first waits until the connection
+can be written to. A client that stopped reading never makes it writable again, so the close waits forever,
+and when the handler gives up and returns, uvicorn's ``transport.close()`` still waits for the unsent
+backlog: the socket, its file descriptor and megabytes of buffers stay until the client reads or dies.
 
-It also stops uvicorn from logging an ERROR after a handler refuses a handshake with an HTTP response
-(``websocket.send_denial_response``, :func:`wslab.reference.auth.refuse`).
+:class:`WebSocketProtocol` sends the close at once, behind the backlog, through uvicorn's own close (with
+its guards: nothing is sent on a connection that is already closing). From then on it watches the backlog,
+what is still to be delivered in this process's buffer and in the kernel's: as long as the client takes some
+of it every ``ABORT_AFTER`` seconds, it is reading, however slowly, and gets everything and then the close
+frame with its code and reason. A client that took nothing for ``ABORT_AFTER`` seconds has stopped reading:
+its connection is dropped (a TCP reset, discarding the backlog), so a client kicked for being too slow
+(:meth:`wslab.reference.manager.Client.kick`) is really gone. The same watch starts when the handler
+receives a disconnect (the client's own close, whose reply waits behind the backlog too). Each drop is
+logged at INFO.
 
-:func:`wslab.serve` uses it; elsewhere pass the class to uvicorn::
+The kernel's part of the backlog is read where the system says it (Linux, macOS); elsewhere only this
+process's part counts, and once it is sent the rest is left to the kernel, as uvicorn does.
 
-    uvicorn.run(app, ws=WebSocketProtocol)
+It also stops uvicorn before 0.55 from logging an ERROR after a handler refuses a handshake with an HTTP
+response (``websocket.send_denial_response``, :func:`wslab.reference.auth.refuse`).
+
+What it needs of uvicorn, besides the ``asyncio.Protocol`` methods every protocol has, is listed in
+:data:`UVICORN_RELIES_ON`; a test checks each against the installed uvicorn. :func:`wslab.serve` and
+``wslab serve`` use it; elsewhere pass the class to uvicorn, with the frame limit
+(:data:`wslab.reference.manager.MAX_FRAME`)::
+
+    uvicorn.run(app, ws=WebSocketProtocol, ws_max_size=MAX_FRAME)
+    uvicorn wslab.reference.app:app --ws wslab.reference.wsprotocol:WebSocketProtocol --ws-max-size 65536
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import enum
+import logging
 import socket
 import struct
-from typing import Any
+import sys
+from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-__all__ = ["ABORT_AFTER", "WebSocketProtocol"]
+__all__ = ["ABORT_AFTER", "UVICORN_RELIES_ON", "WebSocketProtocol"]
 
-ABORT_AFTER = 2.0  # seconds a closing client that does not read gets before its connection is dropped
+ABORT_AFTER = 2.0  # seconds a closing connection's peer may take none of its backlog before it is dropped
+
+# What WebSocketProtocol uses of uvicorn's WebSocketsSansIOProtocol beyond asyncio.Protocol's own contract:
+# name -> (what it must be, why). tests/test_wsprotocol.py checks each against the installed uvicorn.
+UVICORN_RELIES_ON: dict[str, tuple[str, str]] = {
+    "send": ("coroutine method", "the ASGI send the app gets: overridden to send a close without waiting"),
+    "receive": ("coroutine method", "the ASGI receive the app gets: a disconnect starts the watch"),
+    "resume_writing": ("method of uvicorn's", "releases a send that waits for a writable transport"),
+    "connection_made": ("method of uvicorn's", "extended to keep the transport"),
+    "connection_lost": ("method of uvicorn's", "extended to end the watch"),
+    "handshake_complete": ("bool attribute", "set after a denial response, as uvicorn does from 0.55 on"),
+}
+
+_log = logging.getLogger(__name__)  # connections dropped for not reading, at INFO
+
+
+class _State(enum.Enum):
+    """Where a connection is, as this class needs to know it."""
+
+    CONNECTING = "connecting"  # no accept yet (a denial response stays here)
+    OPEN = "open"
+    CLOSING = "closing"  # a close was sent or received; the backlog may still be on its way
+    CLOSED = "closed"  # the transport is gone
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """``websockets-sansio`` with a close that never waits on a client that does not read."""
+    """``websockets-sansio`` with a close that never waits on a client that does not read, and a closing
+    connection that is dropped once its client takes none of its backlog for ``ABORT_AFTER`` seconds."""
+
+    _state = _State.CONNECTING
+    _transport: asyncio.Transport | None = None
+    _watch: asyncio.TimerHandle | None = None  # the next look at the backlog, while watching it
+    _backlog = 0  # bytes still to deliver at the last look
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._state = _State.CLOSED
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        super().connection_lost(exc)
 
     async def send(self, message: Any) -> None:
-        closing = (message["type"] == "websocket.close" and self.handshake_complete and not self.close_sent
-                   and not self.disconnected and self.initial_response is None)
-        if closing and not self.writable.is_set():
-            self._close_without_waiting(message.get("code", 1000), message.get("reason") or "")
+        kind = message["type"]
+        if kind == "websocket.close" and self._state is _State.OPEN:
+            self._state = _State.CLOSING
+            # uvicorn's close waits for a writable transport, which a client that stopped reading never
+            # gives. Writing never blocks (the frame joins the backlog), so let it go ahead now.
+            self.resume_writing()
+            try:
+                await super().send(message)
+            finally:
+                self._start_watch()
             return
         await super().send(message)
-        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
-            # A denial response (a refusal before accept) is complete: without this, uvicorn logs
+        if kind == "websocket.accept" and self._state is _State.CONNECTING:
+            self._state = _State.OPEN
+        elif kind == "websocket.http.response.body" and not message.get("more_body", False):
+            # A denial response (a refusal before accept) is complete: without this, uvicorn before 0.55 logs
             # "ASGI callable returned without completing handshake." as an ERROR once the handler returns.
             self.handshake_complete = True
-        if closing and self.close_timer is not None:
-            # uvicorn's timer ends with a graceful transport.close(), which waits for the backlog too.
-            self.close_timer.cancel()
-            self.close_timer = self.loop.call_later(ABORT_AFTER, self._reset)
 
-    def _reset(self) -> None:
-        """Drop the connection now. A plain close would leave the kernel holding the socket (and its
-        unsent backlog) for minutes, retrying a peer that does not read; linger 0 makes it a reset."""
-        sock = self.transport.get_extra_info("socket")
+    async def receive(self) -> Any:
+        message = await super().receive()
+        if message["type"] == "websocket.disconnect" and self._state is _State.OPEN:
+            self._state = _State.CLOSING  # the client closed, or a frame it sent was refused
+            self._start_watch()
+        return message
+
+    # -- the watch -------------------------------------------------------------------------------------
+    def _start_watch(self) -> None:
+        if self._watch is None and self._state is _State.CLOSING and self._transport is not None:
+            self._backlog = self._undelivered()
+            if self._backlog:
+                self._watch = asyncio.get_running_loop().call_later(ABORT_AFTER, self._look)
+
+    def _look(self) -> None:
+        """Every ``ABORT_AFTER`` seconds until the backlog is delivered: drop the connection if the client
+        took none of it since the last look."""
+        self._watch = None
+        if self._state is not _State.CLOSING or self._transport is None:
+            return
+        left = self._undelivered()
+        if left == 0:
+            return  # delivered: the closing handshake ends as uvicorn ends it
+        if left < self._backlog:
+            self._backlog = left
+            self._watch = asyncio.get_running_loop().call_later(ABORT_AFTER, self._look)
+            return
+        peer = self._transport.get_extra_info("peername")
+        who = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+        _log.info("%s - dropped: it took none of the %d bytes still to send for %g s after the close",
+                  who, left, ABORT_AFTER)
+        self._drop()
+
+    def _undelivered(self) -> int:
+        """Bytes not yet delivered: in the transport's buffer, plus those the kernel still holds."""
+        assert self._transport is not None
+        return self._transport.get_write_buffer_size() + _kernel_backlog(self._transport)
+
+    def _drop(self) -> None:
+        """Drop the connection now. A plain close would leave the kernel holding the socket (and its unsent
+        backlog) for minutes, retrying a peer that does not read; linger 0 makes it a reset."""
+        assert self._transport is not None
+        sock = self._transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.transport.abort()
+        self._transport.abort()
 
-    def _close_without_waiting(self, code: int, reason: str) -> None:
-        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-        self.conn.send_close(code, reason)
-        self.transport.write(b"".join(self.conn.data_to_send()))  # behind the backlog
-        self.close_sent = True
-        if self.read_paused:  # so that the client's close reply is read, as uvicorn's own close does
-            self.read_paused = False
-            self.transport.resume_reading()
-        # Set, the timer also keeps uvicorn from a graceful transport.close() when the handler returns,
-        # which would wait for the backlog to drain. The peer's close reply cancels it (handle_close).
-        self.close_timer = self.loop.call_later(ABORT_AFTER, self._reset)
+
+_SO_NWRITE = 0x1024  # macOS getsockopt: bytes written but not yet acknowledged by the peer
+
+
+def _kernel_backlog(transport: asyncio.Transport) -> int:
+    """Bytes the kernel still holds for the peer (not sent, or not acknowledged); 0 where it cannot tell."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    with contextlib.suppress(OSError, ValueError):
+        if sys.platform == "linux":
+            import fcntl
+            import termios
+
+            queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))  # SIOCOUTQ
+            return int(struct.unpack("i", queued)[0])
+        if sys.platform == "darwin":
+            return int(sock.getsockopt(socket.SOL_SOCKET, _SO_NWRITE))
+    return 0

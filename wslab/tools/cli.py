@@ -103,6 +103,7 @@ def serve_room(host: str, port: int, passcode: str | None, broker: str | None = 
 
     from wslab.reference.app import create_app  # imported here: `wslab doctor` need not load the app
     from wslab.reference.broker import broker_from_url, log_to_stderr, redacted
+    from wslab.reference.manager import MAX_FRAME
     from wslab.reference.wsprotocol import WebSocketProtocol
 
     try:
@@ -124,7 +125,9 @@ def serve_room(host: str, port: int, passcode: str | None, broker: str | None = 
         return 1
     if shared.shared:
         log_to_stderr()
-    config = uvicorn.Config(app, ws=WebSocketProtocol, log_level="info", timeout_graceful_shutdown=2)
+    # ws_max_size: a frame over the reference service's limit is refused (1009) before it is buffered.
+    config = uvicorn.Config(app, ws=WebSocketProtocol, ws_max_size=MAX_FRAME, log_level="info",
+                            timeout_graceful_shutdown=2)
     url = share_url(host, sock.getsockname()[1])
     print(f"wslab: the chat app is at {url}", flush=True)
     if not _loopback(host):
