@@ -16,6 +16,7 @@ import wslab
 from wslab import LabServer, Transcript
 from wslab.demos.auth_scenarios import attempt, token_cases, try_tokens
 from wslab.demos.naive import NAIVE_SECRET, naive_auth_app, naive_cookie_app
+from wslab.reference import auth
 from wslab.reference.auth import (
     MAX_AUTH_FRAME,
     AuthError,
@@ -187,6 +188,35 @@ def test_a_token_carries_user_role_expiry_and_extra_claims(tokens: Tokens) -> No
     identity = tokens.verify(tokens.issue("bo", role="host", rooms=["lobby"], lifetime=60))
     assert (identity.user, identity.role, identity.claims["rooms"]) == ("bo", "host", ["lobby"])
     assert 59 < identity.expires_in <= 61  # at least the lifetime asked for: exp is rounded up
+
+
+SHARED_SECRET = "the one secret every worker of the service is given"
+
+
+def test_a_token_from_a_worker_whose_clock_is_3_s_ahead_is_accepted() -> None:
+    # Two workers behind a load balancer, one WSLAB_SECRET: the one that issued the token runs 3 s ahead,
+    # so its "iat" is in the future for the one that verifies it.
+    ahead = int(time.time()) + 3
+    token = Tokens(SHARED_SECRET).sign({"sub": "ada", "role": "user", "iat": ahead, "exp": ahead + 3600})
+    with wslab.serve(secure_app(SecureRooms(Tokens(SHARED_SECRET))), name="t-auth-skew") as server:
+        outcome = wslab.run_sync(attempt(server, "/chat/lobby", token, carry="auth frame"))
+    assert outcome == 'accepted; first frame: {"type":"join","user":"ada","users":["ada"]}'
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_a_token_from_further_ahead_than_the_leeway_is_refused(claim: str) -> None:
+    ahead = int(time.time()) + int(auth.LEEWAY) + 30
+    token = Tokens(SHARED_SECRET).sign({"sub": "ada", claim: ahead, "exp": ahead + 3600})
+    with pytest.raises(AuthError, match=rf"token refused: The token is not yet valid \({claim}\)"):
+        Tokens(SHARED_SECRET).verify(token)
+
+
+def test_the_leeway_never_lengthens_a_token(tokens: Tokens) -> None:
+    # Within the leeway of its expiry, but expired: refused, as the connection holding it is closed then.
+    assert auth.LEEWAY > 1
+    with pytest.raises(AuthError, match="token expired") as refused:
+        tokens.verify(tokens.sign({"sub": "ada", "exp": int(time.time()) - 1}))
+    assert refused.value.kind == "expired"
 
 
 @pytest.mark.parametrize(("token", "kind"), [(None, "missing"), ("", "missing"), ("a.b", "malformed"),

@@ -2,7 +2,9 @@
 
 - :class:`Tokens` issues and verifies access tokens: JWTs signed with HS256 (PyJWT), each with a
   user (``sub``) and an expiry (``exp``). Every refusal is an :class:`AuthError` saying which check
-  failed (no token, not a token, another key, expired, ``alg: none``, no user, unknown user).
+  failed (no token, not a token, another key, expired, ``alg: none``, no user, unknown user). Several
+  workers that share the secret verify each other's tokens, though their clocks differ by up to
+  :data:`LEEWAY` seconds.
 - :func:`authenticate` is first-message auth: accept, then expect ``{"type": "auth", "token": ...}``
   within a few seconds; anything else closes with 1008 and the reason. The token never appears in a
   URL, so never in an access log, and a browser can show the reason.
@@ -50,6 +52,7 @@ __all__ = [
     "ALGORITHM",
     "AUTH_TIMEOUT",
     "CLOSE_POLICY",
+    "LEEWAY",
     "MAX_AUTH_FRAME",
     "AuthError",
     "Identity",
@@ -65,6 +68,10 @@ AUTH_TIMEOUT = 5.0  # seconds a connection may wait before sending its auth fram
 CLOSE_POLICY = 1008  # policy violation: the close code for every refusal after accept
 MAX_AUTH_FRAME = MAX_TOKEN + 256  # bytes: the auth frame's JSON around a token of the longest length
 LIFETIME = 3600.0  # seconds a token is valid for, unless said otherwise
+# Seconds a token's "iat" (issued at) and "nbf" (not before) may lie in this server's future: the worker that
+# issued it may run that far ahead (several workers share one secret). Never added to "exp": a token lasts
+# no longer than its lifetime, and a connection is closed when it expires (secure_rooms).
+LEEWAY = 5.0
 
 _log = logging.getLogger("wslab.reference.auth")  # refusals, at INFO; never a token
 
@@ -143,8 +150,10 @@ class Tokens:
         if len(token) > MAX_TOKEN:
             raise AuthError("malformed", f"not a token: longer than {MAX_TOKEN} characters")
         try:
-            claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
+            claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM], leeway=LEEWAY,
                                 options={"require": ["exp", "sub"]})
+            if int(claims["exp"]) <= time.time():  # PyJWT let it through LEEWAY late: not us
+                raise jwt.ExpiredSignatureError
         except jwt.ExpiredSignatureError:
             raise AuthError("expired", "token expired: log in again") from None
         except jwt.InvalidAlgorithmError:
@@ -157,7 +166,7 @@ class Tokens:
             raise AuthError("claims", f'token refused: it has no "{exc.claim}" claim') from None
         except jwt.DecodeError:
             raise AuthError("malformed", "not a token: a JWT is three base64 parts joined by dots") from None
-        except jwt.InvalidTokenError as exc:  # a claim of the wrong type, iat in the future, ...
+        except jwt.InvalidTokenError as exc:  # a claim of the wrong type, iat beyond the leeway, ...
             raise AuthError("claims", f"token refused: {exc}"[:120]) from None
         user = claims["sub"]
         if not self.knows(user):
