@@ -238,6 +238,28 @@ def test_a_ping_gets_a_pong_and_bad_input_an_error_and_the_connection_stays(path
         assert wslab.run_sync(scenario(server)) == ["pong", "error", "error", "error", "error", "pong"]
 
 
+DEEP = 30_000  # levels of nesting that still fit in one 64 KB frame (as in test_protocol.py)
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_deeply_nested_json_gets_an_error_frame_and_the_connection_stays(path: str) -> None:
+    # Up to Python 3.13 the parser gives up on it (RecursionError); from 3.14 on it parses it. Either way the
+    # client is told, and nothing is logged as an error (serving() checks).
+    async def scenario(server: LabServer) -> tuple[Any, Any]:
+        async with quiet(server, path) as client:
+            if path == "/ws/prices":
+                await frame(client)  # the current prices
+            await client.connection.send("[" * DEEP + "]" * DEEP)
+            reply = await frame(client)
+            await client.send({"type": "ping"})
+            return reply, await frame(client)
+
+    with serving(streaming_app()) as server:
+        reply, pong = wslab.run_sync(scenario(server))
+    assert reply["type"] == "error" and reply["message"].startswith("expected a JSON object of type")
+    assert pong == {"type": "pong"}
+
+
 def sends_only_app() -> FastAPI:
     """The tutorial's price loop as written, with a short sleep."""
     app = FastAPI()

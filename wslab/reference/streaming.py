@@ -43,6 +43,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .feeds import Frame, Notifications, PriceFeed, Subscription
 from .manager import CLOSE_TOO_SLOW
+from .protocol import ProtocolError, loads
 
 __all__ = [
     "CLOSE_SILENT", "Heartbeat", "handle_price_frame", "receive_json", "send_json", "stream_notifications",
@@ -114,9 +115,9 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 async def receive_json(websocket: WebSocket, heartbeat: Heartbeat | None = None) -> AsyncIterator[Any]:
-    """Each frame the client sends, parsed as JSON (a frame that is not JSON comes as it is: ``str`` or
-    ``bytes``), until the client leaves or, with a ``heartbeat``, stays silent past its deadline; then
-    the connection is closed with :data:`CLOSE_SILENT`.
+    """Each frame the client sends, parsed as JSON (a frame that is not JSON, or JSON nested too deeply to
+    parse, comes as it is: ``str`` or ``bytes``), until the client leaves or, with a ``heartbeat``, stays
+    silent past its deadline; then the connection is closed with :data:`CLOSE_SILENT`.
 
         async for frame in receive_json(websocket, Heartbeat(interval=5, timeout=5)):
             ...
@@ -145,9 +146,10 @@ async def receive_json(websocket: WebSocket, heartbeat: Heartbeat | None = None)
             yield message.get("bytes") or b""
             continue
         try:
-            yield json.loads(data)
-        except ValueError:
-            yield data
+            frame = loads(data)
+        except ProtocolError:  # not JSON, or nested too deeply to parse
+            frame = data
+        yield frame
 
 
 def _heartbeat_reply(frame: Any, known: str) -> Frame | None:
@@ -156,8 +158,17 @@ def _heartbeat_reply(frame: Any, known: str) -> Frame | None:
         return {"type": "pong"}
     if isinstance(frame, dict) and frame.get("type") == "pong":
         return None
-    shown = "a binary frame" if isinstance(frame, bytes) else json.dumps(frame)[:80]
-    return {"type": "error", "message": f"expected a JSON object of type {known}, got {shown}"}
+    return {"type": "error", "message": f"expected a JSON object of type {known}, got {_shown(frame)}"}
+
+
+def _shown(frame: Any) -> str:
+    """The start of what the client sent, for an error frame."""
+    if isinstance(frame, bytes):
+        return "a binary frame"
+    try:
+        return json.dumps(frame)[:80]
+    except RecursionError:  # JSON that Python 3.14 on parses this deep, but cannot write back
+        return "JSON nested too deeply"
 
 
 def handle_price_frame(subscription: Subscription, frame: Any) -> Frame | None:
