@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from apps import service_lines, service_logs_debug
 from fastapi import FastAPI
 
 import wslab
@@ -65,6 +67,33 @@ def test_a_flood_is_closed_with_1008_and_the_others_keep_chatting(server: LabSer
     assert received == 20  # the burst went through; then the connection closed
     assert (code, reason) == (1008, "too many messages: at most 20 at once, then 5 per second")
     assert last == {"type": "message", "user": "bo", "content": "still here"}
+
+
+def test_a_flood_is_logged_with_who_and_why_and_no_token_or_message_is(app: FastAPI) -> None:
+    tokens = rooms_of(app).tokens
+    ada_token, bo_token = tokens.issue("ada"), tokens.issue("bo")
+
+    async def scenario(server: LabServer) -> None:
+        quiet = Transcript(live=False)
+        async with wslab.connect(server, "/ws/chat/lobby", transcript=quiet) as ada, \
+                wslab.connect(server, "/ws/chat/lobby", transcript=quiet) as bo:
+            await ada.send({"type": "auth", "token": ada_token})
+            await ada.recv_json()
+            await bo.send({"type": "auth", "token": bo_token})
+            for n in range(60):
+                await ada.send({"type": "message", "content": f"the door code is 4711 ({n})"})
+            await ada.wait_closed(5.0)
+
+    with service_logs_debug(), wslab.serve(app, name="t-app-log") as server:
+        wslab.run_sync(scenario(server))
+        assert server.wait_idle(5.0)
+    assert service_lines(server) == [
+        'INFO wslab.reference.app: 127.0.0.1:<port> - "/ws/chat/lobby" ada - closed 1008: too many messages: '
+        "at most 20 at once, then 5 per second",
+        'DEBUG wslab.reference.app: 127.0.0.1:<port> - "/ws/chat/lobby" bo - left (1000)',
+    ]
+    logged = "\n".join(record.getMessage() for record in server.log.records)
+    assert ada_token not in logged and bo_token not in logged and "4711" not in logged
 
 
 def test_the_rate_limit_counts_per_connection_and_can_be_set(server: LabServer) -> None:
@@ -183,15 +212,28 @@ def test_options_and_passcode_are_checked_when_the_app_is_made() -> None:
         create_app(rate=0)
 
 
-def test_uvicorn_wslab_app_app_is_made_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WSLAB_PASSCODE", "owl")
+@pytest.fixture
+def module_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``wslab.reference.app.app`` made afresh from the environment the test sets, and forgotten after,
+    with the service's loggers as they were (the module-level app sets them up to print on stderr)."""
+    for name in ("WSLAB_PASSCODE", "WSLAB_SECRET", "WSLAB_BROKER", "WSLAB_ORIGINS"):
+        monkeypatch.delenv(name, raising=False)
+    service = logging.getLogger("wslab.reference")
+    before = (list(service.handlers), service.level, service.propagate)
     vars(wslab.reference.app).pop("app", None)
     try:
-        made = wslab.reference.app.app
-        assert wslab.reference.app.app is made  # made once
-        with wslab.serve(made, name="t-app-env") as server, httpx.Client(base_url=server.url) as http:
-            assert http.get("/status").json()["passcode_required"] is True
+        yield
     finally:
         vars(wslab.reference.app).pop("app", None)
+        service.handlers[:], service.level, service.propagate = before
+
+
+@pytest.mark.usefixtures("module_app")
+def test_uvicorn_wslab_app_app_is_made_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSLAB_PASSCODE", "owl")
+    made = wslab.reference.app.app
+    assert wslab.reference.app.app is made  # made once
+    with wslab.serve(made, name="t-app-env") as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/status").json()["passcode_required"] is True
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         _ = wslab.reference.app.nope  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from apps import service_lines
 from fastapi import FastAPI, WebSocket
 
 import wslab
@@ -121,6 +122,10 @@ def test_a_token_expiring_during_the_connection_closes_it_with_1008(server: LabS
             return await ada.wait_closed(5.0), ada.close_reason
 
     assert wslab.run_sync(scenario()) == (1008, "token expired: log in again")
+    assert server.wait_idle(5.0)
+    assert service_lines(server) == [
+        'INFO wslab.reference.secure_rooms: 127.0.0.1:<port> - "/chat/lobby" ada - closed 1008: token '
+        "expired: log in again"]
 
 
 def test_a_fresh_token_for_the_same_user_keeps_the_connection(server: LabServer, tokens: Tokens) -> None:
@@ -172,6 +177,9 @@ def test_the_allowed_hook_keeps_a_user_out_of_a_room(tokens: Tokens) -> None:
         token = tokens.issue("ada", rooms=["lobby"])
         outcome = wslab.run_sync(attempt(server, "/chat/attic", token, carry="auth frame"))
     assert outcome.endswith("1008 (policy violation) \"ada may not join the room 'attic'\"")
+    assert service_lines(server) == [
+        'INFO wslab.reference.secure_rooms: 127.0.0.1:<port> - "/chat/attic" ada - closed 1008: ada may not '
+        "join the room 'attic'"]
 
 
 def test_an_async_allowed_hook_is_refused_with_a_clear_error(tokens: Tokens) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from apps import service_lines
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect as ws_connect
 
@@ -178,6 +179,9 @@ def test_a_peer_that_falls_silent_is_pinged_then_closed_with_1011(path: str) -> 
     assert "server ✕ ended bo's connection" in lines
     assert 'bo ← {"type": "ping"}' in lines
     assert 'bo ✕ closed by the server: 1011 (internal error) "heartbeat: nothing received for 0.4 s"' in lines
+    assert service_lines(server) == [
+        f'INFO wslab.reference.streaming: 127.0.0.1:<port> - "{path}" - closed 1011: heartbeat: nothing '
+        "received for 0.4 s"]
 
 
 def test_the_silent_peer_gets_the_whole_deadline() -> None:
@@ -330,6 +334,9 @@ def test_a_notification_client_that_cannot_keep_up_is_closed_with_1013() -> None
         first, code, reason = wslab.run_sync(scenario(server, hub))
     assert first == {"type": "notification", "seq": 1, "n": 0}
     assert (code, reason) == (1013, "too slow: 5 notifications were waiting")
+    assert service_lines(server) == [
+        'INFO wslab.reference.streaming: 127.0.0.1:<port> - "/ws/notifications/ada" - closed 1013: too slow: '
+        "5 notifications were waiting"]
 
 
 async def stalled_notifications(server: LabServer, hub: Notifications, then: int) -> bool:

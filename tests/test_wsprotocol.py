@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from apps import chat
+from apps import chat, service_lines
 from fastapi import FastAPI, WebSocket
 from websockets.exceptions import ConnectionClosed
 
@@ -57,6 +57,12 @@ def test_a_stalled_client_is_dropped_after_the_abort_delay(monkeypatch: pytest.M
     with wslab.serve(broadcast_app(manager), name="t-wsprotocol") as server:
         assert wslab.run_sync(scenario(server)) is False, "the server still holds bo's connection"
         assert server.log.lines("ERROR") == []
+    assert [line for line in service_lines(server) if '"/ws/bo"' in line] == [
+        'INFO wslab.reference.manager: 127.0.0.1:<port> - "/ws/bo" - closed 1013: too slow: 8 messages were '
+        "waiting",
+        'INFO wslab.reference.wsprotocol: 127.0.0.1:<port> - "/ws/bo" - dropped: no answer to its close '
+        "frame within 0.3 s",
+    ]
 
 
 def test_a_slow_client_that_reads_again_in_time_gets_its_backlog_then_1013() -> None:

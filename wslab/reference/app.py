@@ -36,9 +36,10 @@ span every worker process that shares that Redis and ``WSLAB_SECRET`` (see
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Collection
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import HTMLResponse
@@ -63,6 +64,8 @@ class AppRooms(SecureRooms):
     this process's memory by default). Other keyword arguments are
     :class:`~wslab.reference.secure_rooms.SecureRooms`'s.
     """
+
+    log: ClassVar[logging.Logger] = logging.getLogger(__name__)  # every close: floods, kicks, refusals
 
     def __init__(self, tokens: Tokens, *, rate: float = RATE, burst: int = BURST,
                  broker: Broker | None = None, **options: Any) -> None:
@@ -186,7 +189,6 @@ def __getattr__(name: str) -> Any:
     broker = os.environ.get("WSLAB_BROKER") or None
     made = create_app(passcode=os.environ.get("WSLAB_PASSCODE") or None,
                       secret=os.environ.get("WSLAB_SECRET") or None, broker=broker)
-    if broker is not None:
-        log_to_stderr()
+    log_to_stderr()  # who was closed and why, INFO and up
     globals()["app"] = made
     return made

@@ -18,6 +18,8 @@ Here:
 - **Heartbeat:** a client silent for ``Heartbeat.interval`` seconds gets ``{"type": "ping"}``; silent
   ``Heartbeat.timeout`` seconds more, it is taken for dead and closed with 1011. (uvicorn's protocol-level
   ping does this too, every 20 s by default, server-wide; this deadline is the endpoint's own.)
+- **Logged:** every close the endpoints decide is logged once, at INFO, with who, the code and why (never
+  a token or a notification); a client that leaves on its own, at DEBUG.
 - **One process:** feeds and subscribers live in this process's memory.
 
 JSON frames: server → client ``prices``, ``notification``, ``ping``, ``pong``, ``error``; client → server
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,7 +45,7 @@ from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .feeds import Frame, Notifications, PriceFeed, Subscription
-from .manager import CLOSE_TOO_SLOW
+from .manager import CLOSE_TOO_SLOW, who
 from .protocol import ProtocolError, loads
 
 __all__ = [
@@ -52,6 +55,8 @@ __all__ = [
 
 CLOSE_SILENT = 1011  # what uvicorn and the websockets library send a peer that missed its pong
 CLOSE_TIMEOUT = 1.0  # seconds a close may take before we stop waiting for it
+
+_log = logging.getLogger(__name__)  # each close an endpoint decides (INFO), each client that leaves (DEBUG)
 
 
 async def until_first_done(*coroutines: Coroutine[Any, Any, None]) -> None:
@@ -109,6 +114,8 @@ async def _send_within(websocket: WebSocket, frame: Frame, seconds: float | None
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    """Log the decision, then close (``reason`` goes to both: it names no token or notification)."""
+    _log.info("%s - closed %d: %s", who(websocket), code, reason)
     with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
         async with asyncio.timeout(CLOSE_TIMEOUT):  # a peer that stopped reading must not hold us
             await websocket.close(code, reason)
@@ -140,6 +147,7 @@ async def receive_json(websocket: WebSocket, heartbeat: Heartbeat | None = None)
             continue
         pinged = False
         if message["type"] == "websocket.disconnect":
+            _log.debug("%s - left (%s)", who(websocket), message.get("code", "no close frame"))
             return
         data = message.get("text")
         if data is None:

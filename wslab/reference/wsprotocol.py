@@ -21,15 +21,21 @@ It also stops uvicorn from logging an ERROR after a handler refuses a handshake 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import socket
 import struct
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from .manager import LOGGED_PATH
+
 __all__ = ["ABORT_AFTER", "WebSocketProtocol"]
 
 ABORT_AFTER = 2.0  # seconds a closing client that does not read gets before its connection is dropped
+
+_log = logging.getLogger(__name__)  # each connection dropped for not answering its close (INFO)
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -54,6 +60,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def _reset(self) -> None:
         """Drop the connection now. A plain close would leave the kernel holding the socket (and its
         unsent backlog) for minutes, retrying a peer that does not read; linger 0 makes it a reset."""
+        peer = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
+        path = json.dumps(str(getattr(self, "scope", {}).get("path", ""))[:LOGGED_PATH], ensure_ascii=False)
+        _log.info("%s - %s - dropped: no answer to its close frame within %g s", peer, path, ABORT_AFTER)
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):

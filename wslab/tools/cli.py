@@ -122,8 +122,7 @@ def serve_room(host: str, port: int, passcode: str | None, broker: str | None = 
         sock.close()
         print(f"wslab serve: ${SECRET_ENV}: {exc}", file=sys.stderr)
         return 1
-    if shared.shared:
-        log_to_stderr()
+    log_to_stderr()  # who was closed or refused and why, and the broker's lines
     config = uvicorn.Config(app, ws=WebSocketProtocol, log_level="info", timeout_graceful_shutdown=2)
     url = share_url(host, sock.getsockname()[1])
     print(f"wslab: the chat app is at {url}", flush=True)
