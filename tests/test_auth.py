@@ -26,6 +26,7 @@ from wslab.reference.auth import (
     authenticate,
     bearer_token,
     origin_allowed,
+    parse_origins,
     refuse,
 )
 from wslab.reference.secure_rooms import SecureRooms, secure_app
@@ -439,3 +440,17 @@ def test_authenticate_returns_none_when_the_client_leaves_first(tokens: Tokens) 
         wslab.run_sync(scenario(server))
         assert server.wait_idle(5.0)
     assert results == [None]
+
+
+def test_parse_origins_reads_a_comma_separated_list_as_origin_allowed_compares_them() -> None:
+    assert parse_origins(" https://Chat.Example.org/, http://127.0.0.1:8000,") == [
+        "https://chat.example.org", "http://127.0.0.1:8000"]
+
+
+@pytest.mark.parametrize("text", ["chat.example.org", "https://chat.example.org/chat", "*", "null",
+                                  "https://*.example.org:x", "ftp://example.org", "https://ada:pw@example.org",
+                                  "https://example.org?x=1", "https://example.org:70000", " , "])
+def test_parse_origins_refuses_what_is_not_an_origin_and_says_how_to_write_one(text: str) -> None:
+    with pytest.raises(ValueError, match=r"(is not an origin: write scheme://host\[:port\]|names no origin)"):
+        parse_origins(text)
+

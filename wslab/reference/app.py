@@ -22,10 +22,12 @@ Its routes (the wire protocol is in :mod:`wslab.reference.protocol`):
 
 Serve it with ``wslab serve`` (which prints the address to share), ``wslab.serve(create_app())`` in a
 notebook, or ``uvicorn wslab.reference.app:app``. The module-level ``app`` is made when first used, from
-``WSLAB_PASSCODE``, ``WSLAB_SECRET`` (the token secret, at least 32 bytes; random if unset) and
-``WSLAB_BROKER`` in the environment. Under
-plain uvicorn the close sent to a client that stopped reading waits until it reads; ``wslab serve``
-and ``wslab.serve`` run :class:`~wslab.reference.wsprotocol.WebSocketProtocol`, which does not wait.
+the environment: ``WSLAB_PASSCODE``, ``WSLAB_SECRET`` (the token secret, at least 32 bytes; random if
+unset), ``WSLAB_BROKER`` and ``WSLAB_ORIGINS`` (the pages allowed to connect, separated by commas, such
+as ``https://chat.example.org``; unset: this server's own pages); it logs on stderr who was closed and
+why (INFO and up). Under plain uvicorn the close sent to a client that stopped reading waits until it
+reads; ``wslab serve`` and ``wslab.serve`` run :class:`~wslab.reference.wsprotocol.WebSocketProtocol`
+(pass it to uvicorn with ``--ws``), which does not wait.
 
 One process, by default: the rooms live in its memory. With a Redis broker (chapter 08,
 ``create_app(broker="redis://...")`` or ``WSLAB_BROKER``) rooms, presence lists and private messages
@@ -38,13 +40,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import HTMLResponse
 
-from .auth import CLOSE_POLICY, Tokens
+from .auth import CLOSE_POLICY, Tokens, parse_origins
 from .broker import Broker, MemoryBroker, broker_from_url, log_to_stderr
 from .manager import Client
 from .pages import page
@@ -186,9 +188,19 @@ app: FastAPI  # what ``uvicorn wslab.reference.app:app`` serves: made on first u
 def __getattr__(name: str) -> Any:
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    broker = os.environ.get("WSLAB_BROKER") or None
-    made = create_app(passcode=os.environ.get("WSLAB_PASSCODE") or None,
-                      secret=os.environ.get("WSLAB_SECRET") or None, broker=broker)
-    log_to_stderr()  # who was closed and why, INFO and up
+    made = _from_environment(os.environ)
+    log_to_stderr()
     globals()["app"] = made
     return made
+
+
+def _from_environment(environ: Mapping[str, str]) -> FastAPI:
+    """The app ``uvicorn wslab.reference.app:app`` serves, configured by the variables in ``environ``."""
+    origins = environ.get("WSLAB_ORIGINS") or None
+    try:
+        allowed = parse_origins(origins) if origins is not None else None
+    except ValueError as exc:
+        raise ValueError(f"WSLAB_ORIGINS: {exc}") from None
+    return create_app(passcode=environ.get("WSLAB_PASSCODE") or None,
+                      secret=environ.get("WSLAB_SECRET") or None, origins=allowed,
+                      broker=environ.get("WSLAB_BROKER") or None)

@@ -13,7 +13,7 @@
 - :func:`bearer_token` reads ``Authorization: Bearer ...``, what non-browser clients can send.
 - :func:`origin_allowed` is the defence against Cross-Site WebSocket Hijacking: browsers send cookies
   with the upgrade whatever page opened it, and CORS does not apply to WebSockets, so the server must
-  look at ``Origin`` itself.
+  look at ``Origin`` itself. :func:`parse_origins` reads a list of allowed origins from configuration.
 
 Example::
 
@@ -60,6 +60,7 @@ __all__ = [
     "authenticate",
     "bearer_token",
     "origin_allowed",
+    "parse_origins",
     "refuse",
 ]
 
@@ -272,3 +273,30 @@ def origin_allowed(websocket: WebSocket, allowed: Collection[str] | None = None)
     host = websocket.headers.get("host", "").strip().lower()
     parts = urlsplit(origin)
     return parts.scheme in ("http", "https") and bool(host) and parts.netloc == host
+
+
+def parse_origins(text: str) -> list[str]:
+    """The origins in ``text``, separated by commas (``"https://chat.example.org, https://example.org"``),
+    each ``scheme://host[:port]`` with scheme http or https, as :func:`origin_allowed` compares them.
+
+    Raises :class:`ValueError` naming the first item that is not an origin, or if there is none: a path,
+    a wildcard or ``null`` would allow what nobody meant to.
+    """
+    origins = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue  # "a, b," : a trailing comma names nothing
+        parts = urlsplit(item)
+        try:
+            port_ok = parts.port is None or 0 < parts.port < 65536
+        except ValueError:  # a port that is not a number
+            port_ok = False
+        if (parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None
+                or parts.password is not None or parts.path not in ("", "/") or parts.query
+                or parts.fragment or not port_ok):
+            raise ValueError(f"{item[:80]!r} is not an origin: write scheme://host[:port], such as "
+                             "https://chat.example.org, and separate several with commas")
+        origins.append(item.rstrip("/").lower())
+    if not origins:
+        raise ValueError(f"{text[:80]!r} names no origin: give at least one, such as https://chat.example.org")
+    return origins
