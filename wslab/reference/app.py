@@ -67,7 +67,7 @@ class AppRooms(SecureRooms):
     :class:`~wslab.reference.secure_rooms.SecureRooms`'s.
     """
 
-    log: ClassVar[logging.Logger] = logging.getLogger(__name__)  # every close: floods, kicks, refusals
+    logger: ClassVar[logging.Logger] = logging.getLogger(__name__)  # every close: floods, kicks, refusals
 
     def __init__(self, tokens: Tokens, *, rate: float = RATE, burst: int = BURST,
                  broker: Broker | None = None, **options: Any) -> None:

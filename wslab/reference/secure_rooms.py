@@ -61,7 +61,7 @@ class SecureRooms(ChatRooms):
     """
 
     hooks = (*ChatRooms.hooks, "allowed")
-    log: ClassVar[logging.Logger] = logging.getLogger(__name__)  # refusals, expiries and every close
+    logger: ClassVar[logging.Logger] = logging.getLogger(__name__)  # refusals, expiries and every close
 
     def __init__(self, tokens: Tokens, *, origins: Collection[str] | None = None,
                  auth_timeout: float = AUTH_TIMEOUT, **limits: Any) -> None:
@@ -87,7 +87,7 @@ class SecureRooms(ChatRooms):
             raise
         if not allowed:
             reason = fit_reason(f"{identity.user} may not join the room {room_name!r}")
-            self.log.info("%s - closed %d: %s", who(websocket), CLOSE_POLICY, reason)
+            self.logger.info("%s - closed %d: %s", who(websocket), CLOSE_POLICY, reason)
             await websocket.close(CLOSE_POLICY, reason)
             return
         await self.chat(websocket, room_name, identity.user)
