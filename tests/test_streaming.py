@@ -430,11 +430,11 @@ def test_a_token_expiring_during_the_connection_closes_it_with_1008_unless_renew
             seen.append(await frame(ada))  # another user's token: refused, the connection stays
             seen.append((await ada.wait_closed(5.0), ada.close_reason))
         async with quiet(server, NOTIFICATIONS) as bo:
-            await bo.send(auth("bo", lifetime=1))
+            await bo.send(auth("bo", lifetime=2))  # exp is whole seconds: 2 to 3 s from now
             await frame(bo)  # welcome
             await bo.send(auth("bo", lifetime=60))  # renewed before the first one expires
             try:
-                async with asyncio.timeout(2.5):  # past the first token's expiry: still open
+                async with asyncio.timeout(3.5):  # past the first token's expiry: still open
                     await bo.connection.wait_closed()
             except TimeoutError:
                 await subscribed(bo)
