@@ -9,8 +9,8 @@ Each server runs in a subprocess on 127.0.0.1 under uvicorn with
 - ``naive``: ``wslab.demos.naive.naive_notifications_app()``, the tutorial's ``/ws/notifications/{user_id}``,
 whose
   listener task per connection polls twice a second and is never stopped;
-- ``hardened``: ``wslab.reference.streaming.streaming_app()``, measured on ``/ws/notifications/{user}`` and on
-  ``/ws/prices``.
+- ``hardened``: ``wslab.reference.streaming.streaming_app()``, measured on ``/ws/notifications`` (each client
+  logs in with a token in its first frame) and on ``/ws/prices``.
 
 The benchmark adds two HTTP routes to the app it serves: ``GET /stats`` (after ``gc.collect()``: the tasks on
 the server's loop besides uvicorn's own and the handlers of open connections, and the resident memory, VmRSS)
@@ -40,6 +40,8 @@ from subprocess_server import serve_script
 from websockets.asyncio.client import connect
 
 SETTLE = 10.0  # seconds to wait for the handlers of closed connections to end
+SECRET = "the benchmark's secret for the hardened server's tokens"
+USER = "ada"  # who comes and goes, and gets the notifications afterwards
 NOTIFICATIONS = 10
 UNRETRIEVED = "Task exception was never retrieved"
 
@@ -54,12 +56,13 @@ def _serve(kind: str, port: int) -> None:
     from fastapi import FastAPI
 
     from wslab.demos.naive import naive_notifications_app
+    from wslab.reference.auth import Tokens
     from wslab.reference.manager import MAX_FRAME
     from wslab.reference.streaming import streaming_app
     from wslab.reference.wsprotocol import WebSocketProtocol
 
     logging.basicConfig(level=logging.ERROR)  # asyncio's "Task exception was never retrieved" goes to the log
-    app: FastAPI = naive_notifications_app() if kind == "naive" else streaming_app()
+    app: FastAPI = naive_notifications_app() if kind == "naive" else streaming_app(tokens=Tokens(SECRET))
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
@@ -127,9 +130,13 @@ class Row:
 
 
 async def _cycles(port: int, path: str, cycles: int) -> None:
+    from wslab.reference.auth import Tokens
+
+    auth = json.dumps({"type": "auth", "token": Tokens(SECRET).issue(USER)})
     for _ in range(cycles):
-        async with connect(f"ws://127.0.0.1:{port}{path}", compression=None, ping_interval=None):
-            pass
+        async with connect(f"ws://127.0.0.1:{port}{path}", compression=None, ping_interval=None) as client:
+            if path == "/ws/notifications":  # the hardened endpoint: who you are comes from a token
+                await client.send(auth)
 
 
 def _settled(srv: Server) -> dict[str, Any]:
@@ -151,7 +158,7 @@ def measure(kind: str, path: str, cycles: int, idle: float) -> Row:
         time.sleep(idle)  # nobody is connected: what does the server do meanwhile?
         idle_cpu = (srv.cpu_s() - cpu) / idle * 100
         for _ in range(NOTIFICATIONS):
-            srv.get(f"/notify/{path.rsplit('/', 1)[-1]}", method="POST")
+            srv.get(f"/notify/{USER}", method="POST")
         deadline = time.monotonic() + 5  # the naive listeners poll every 0.5 s
         while srv.unretrieved() < NOTIFICATIONS and time.monotonic() < deadline and kind == "naive":
             time.sleep(0.05)
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.serve:
         return _serve(args.serve, args.port)
-    runs = [("naive", "/ws/notifications/ada"), ("hardened", "/ws/notifications/ada"),
+    runs = [("naive", f"/ws/notifications/{USER}"), ("hardened", "/ws/notifications"),
             ("hardened", "/ws/prices")]
     rows = [measure(kind, path, args.cycles, args.idle) for kind, path in runs]
     print(f"{args.cycles} clients connect and leave, one after the other; then {args.idle:g} s with nobody "

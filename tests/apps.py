@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,6 +12,26 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 import wslab
 from wslab import LabClient, LabServer, Transcript
+from wslab.lab.serverlog import scrub
+
+
+@contextlib.contextmanager
+def service_logs_debug() -> Iterator[None]:
+    """The reference service's loggers (``wslab.reference.*``) at DEBUG for the block, to see the leaves too;
+    serve inside it (a server sets INFO only on loggers left unset)."""
+    logger = logging.getLogger("wslab.reference")
+    before = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+def service_lines(server: LabServer) -> list[str]:
+    """What the reference service logged on ``server``: ``LEVEL logger: message``, the ports scrubbed."""
+    return [f"{record.levelname} {record.name}: {scrub(record.getMessage())}" for record in server.log.records
+            if record.name.startswith("wslab.reference")]
 
 
 def echo_app(prefix: str = "") -> FastAPI:

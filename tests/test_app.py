@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import logging
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from apps import service_lines, service_logs_debug
 from fastapi import FastAPI
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import wslab
 import wslab.reference.app
 from wslab import LabClient, LabServer, Transcript
+from wslab.demos.auth_scenarios import attempt
 from wslab.reference.app import AppRooms, create_app
+from wslab.reference.auth import Tokens
 
 
 @pytest.fixture
@@ -65,6 +80,33 @@ def test_a_flood_is_closed_with_1008_and_the_others_keep_chatting(server: LabSer
     assert received == 20  # the burst went through; then the connection closed
     assert (code, reason) == (1008, "too many messages: at most 20 at once, then 5 per second")
     assert last == {"type": "message", "user": "bo", "content": "still here"}
+
+
+def test_a_flood_is_logged_with_who_and_why_and_no_token_or_message_is(app: FastAPI) -> None:
+    tokens = rooms_of(app).tokens
+    ada_token, bo_token = tokens.issue("ada"), tokens.issue("bo")
+
+    async def scenario(server: LabServer) -> None:
+        quiet = Transcript(live=False)
+        async with wslab.connect(server, "/ws/chat/lobby", transcript=quiet) as ada, \
+                wslab.connect(server, "/ws/chat/lobby", transcript=quiet) as bo:
+            await ada.send({"type": "auth", "token": ada_token})
+            await ada.recv_json()
+            await bo.send({"type": "auth", "token": bo_token})
+            for n in range(60):
+                await ada.send({"type": "message", "content": f"the door code is 4711 ({n})"})
+            await ada.wait_closed(5.0)
+
+    with service_logs_debug(), wslab.serve(app, name="t-app-log") as server:
+        wslab.run_sync(scenario(server))
+        assert server.wait_idle(5.0)
+    assert service_lines(server) == [
+        'INFO wslab.reference.app: 127.0.0.1:<port> - "/ws/chat/lobby" ada - closed 1008: too many messages: '
+        "at most 20 at once, then 5 per second",
+        'DEBUG wslab.reference.app: 127.0.0.1:<port> - "/ws/chat/lobby" bo - left (1000)',
+    ]
+    logged = "\n".join(record.getMessage() for record in server.log.records)
+    assert ada_token not in logged and bo_token not in logged and "4711" not in logged
 
 
 def test_the_rate_limit_counts_per_connection_and_can_be_set(server: LabServer) -> None:
@@ -183,15 +225,118 @@ def test_options_and_passcode_are_checked_when_the_app_is_made() -> None:
         create_app(rate=0)
 
 
-def test_uvicorn_wslab_app_app_is_made_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WSLAB_PASSCODE", "owl")
+@pytest.fixture
+def module_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``wslab.reference.app.app`` made afresh from the environment the test sets, and forgotten after,
+    with the service's loggers as they were (the module-level app sets them up to print on stderr)."""
+    for name in ("WSLAB_PASSCODE", "WSLAB_SECRET", "WSLAB_BROKER", "WSLAB_ORIGINS"):
+        monkeypatch.delenv(name, raising=False)
+    service = logging.getLogger("wslab.reference")
+    before = (list(service.handlers), service.level, service.propagate)
     vars(wslab.reference.app).pop("app", None)
     try:
-        made = wslab.reference.app.app
-        assert wslab.reference.app.app is made  # made once
-        with wslab.serve(made, name="t-app-env") as server, httpx.Client(base_url=server.url) as http:
-            assert http.get("/status").json()["passcode_required"] is True
+        yield
     finally:
         vars(wslab.reference.app).pop("app", None)
+        service.handlers[:], service.level, service.propagate = before
+
+
+@pytest.mark.usefixtures("module_app")
+def test_uvicorn_wslab_app_app_is_made_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSLAB_PASSCODE", "owl")
+    made = wslab.reference.app.app
+    assert wslab.reference.app.app is made  # made once
+    with wslab.serve(made, name="t-app-env") as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/status").json()["passcode_required"] is True
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         _ = wslab.reference.app.nope  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("module_app")
+def test_wslab_origins_names_the_pages_that_may_connect_to_the_module_level_app(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSLAB_ORIGINS", "https://chat.example.org, https://www.example.org")
+    made = wslab.reference.app.app
+    token = rooms_of(made).tokens.issue("ada")
+    with wslab.serve(made, name="t-app-origins") as server:
+        outcomes = {origin: wslab.run_sync(attempt(server, "/ws/chat/lobby", token, carry="auth frame",
+                                                   origin=origin))
+                    for origin in ("https://www.example.org", server.url, "https://evil.example")}
+        assert server.wait_idle(5.0)
+    assert outcomes == {
+        "https://www.example.org": 'accepted; first frame: {"type":"join","user":"ada","users":["ada"]}',
+        server.url: f"HTTP 403, body: connections from pages at {server.url} are refused",  # not listed
+        "https://evil.example": "HTTP 403, body: connections from pages at https://evil.example are refused",
+    }
+
+
+@pytest.mark.usefixtures("module_app")
+def test_an_invalid_wslab_origins_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSLAB_ORIGINS", "https://chat.example.org,chat.example.org")
+    with pytest.raises(ValueError, match=r"^WSLAB_ORIGINS: 'chat.example.org' is not an origin: write "
+                                         r"scheme://host\[:port\], such as https://chat.example.org"):
+        _ = wslab.reference.app.app
+
+
+SECRET = "one secret that every worker of this service is given"
+PRODUCTION = [sys.executable, "-m", "uvicorn", "wslab.reference.app:app", "--host", "127.0.0.1",
+              "--port", "0", "--ws", "wslab.reference.wsprotocol:WebSocketProtocol", "--ws-max-size", "65536"]
+STARTUP = 30.0  # seconds uvicorn may take to import the app and listen, on a busy machine
+WAIT = 5.0  # seconds for any one step of a client
+
+
+async def production_visits(url: str, token: str) -> list[str]:
+    """ada from the page WSLAB_ORIGINS names; meanwhile ada again from a script (no Origin), then from a
+    page of another site. What each saw."""
+    auth = json.dumps({"type": "auth", "token": token})
+    seen = []
+    async with ws_connect(url, origin="https://chat.example.org", open_timeout=WAIT) as ada:
+        await ada.send(auth)
+        async with asyncio.timeout(WAIT):
+            seen.append(str(await ada.recv()))
+        async with ws_connect(url, open_timeout=WAIT) as again:
+            await again.send(auth)
+            try:
+                async with asyncio.timeout(WAIT):
+                    await again.recv()
+            except ConnectionClosed as exc:
+                seen.append(f"closed {exc.rcvd.code if exc.rcvd else None}")
+    try:
+        async with ws_connect(url, origin="https://evil.example", open_timeout=WAIT):
+            seen.append("accepted")
+    except InvalidStatus as exc:
+        seen.append(f"HTTP {exc.response.status_code}")
+    return seen
+
+
+def test_uvicorn_serves_the_module_level_app_as_the_production_guide_says() -> None:
+    # The command in wslab/reference/__init__.py: the page WSLAB_ORIGINS names may connect, a token from
+    # another worker with the same WSLAB_SECRET is accepted, and stderr says who was refused or closed and
+    # why, and never holds a token.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WSLAB_")}
+    env |= {"WSLAB_SECRET": SECRET, "WSLAB_ORIGINS": "https://chat.example.org"}
+    token = Tokens(SECRET).issue("ada")
+    lines: queue.Queue[str] = queue.Queue()
+    with subprocess.Popen(PRODUCTION, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env=env) as process:
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr or ()],
+                                  daemon=True)
+        reader.start()
+        try:
+            started = ""
+            for _ in range(50):  # bounded: uvicorn writes a few lines before it listens
+                started = lines.get(timeout=STARTUP)
+                if "Uvicorn running on" in started:
+                    break
+            url = re.sub(r"^.*http(://\S+).*$", r"ws\1", started.strip()) + "/ws/chat/lobby"
+            seen = wslab.run_sync(production_visits(url, token))
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=10)
+            reader.join(timeout=5)
+    logged = "".join(lines.queue)
+    assert seen == ['{"type":"join","user":"ada","users":["ada"]}', "closed 1008", "HTTP 403"]
+    assert "ada - closed 1008: the name 'ada' is already taken in this room\n" in logged
+    assert "- refused before accept: HTTP 403 connections from pages at https://evil.example are " in logged
+    assert " - left (" not in logged  # a client that leaves is DEBUG: not shown
+    assert token not in logged and process.returncode == 0

@@ -10,12 +10,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from apps import service_lines
 from fastapi import FastAPI, WebSocket
 
 import wslab
 from wslab import LabServer, Transcript
 from wslab.demos.auth_scenarios import attempt, token_cases, try_tokens
 from wslab.demos.naive import NAIVE_SECRET, naive_auth_app, naive_cookie_app
+from wslab.reference import auth
 from wslab.reference.auth import (
     MAX_AUTH_FRAME,
     AuthError,
@@ -24,6 +26,7 @@ from wslab.reference.auth import (
     authenticate,
     bearer_token,
     origin_allowed,
+    parse_origins,
     refuse,
 )
 from wslab.reference.secure_rooms import SecureRooms, secure_app
@@ -120,6 +123,10 @@ def test_a_token_expiring_during_the_connection_closes_it_with_1008(server: LabS
             return await ada.wait_closed(5.0), ada.close_reason
 
     assert wslab.run_sync(scenario()) == (1008, "token expired: log in again")
+    assert server.wait_idle(5.0)
+    assert service_lines(server) == [
+        'INFO wslab.reference.secure_rooms: 127.0.0.1:<port> - "/chat/lobby" ada - closed 1008: token '
+        "expired: log in again"]
 
 
 def test_a_fresh_token_for_the_same_user_keeps_the_connection(server: LabServer, tokens: Tokens) -> None:
@@ -171,6 +178,9 @@ def test_the_allowed_hook_keeps_a_user_out_of_a_room(tokens: Tokens) -> None:
         token = tokens.issue("ada", rooms=["lobby"])
         outcome = wslab.run_sync(attempt(server, "/chat/attic", token, carry="auth frame"))
     assert outcome.endswith("1008 (policy violation) \"ada may not join the room 'attic'\"")
+    assert service_lines(server) == [
+        'INFO wslab.reference.secure_rooms: 127.0.0.1:<port> - "/chat/attic" ada - closed 1008: ada may not '
+        "join the room 'attic'"]
 
 
 def test_an_async_allowed_hook_is_refused_with_a_clear_error(tokens: Tokens) -> None:
@@ -187,6 +197,35 @@ def test_a_token_carries_user_role_expiry_and_extra_claims(tokens: Tokens) -> No
     identity = tokens.verify(tokens.issue("bo", role="host", rooms=["lobby"], lifetime=60))
     assert (identity.user, identity.role, identity.claims["rooms"]) == ("bo", "host", ["lobby"])
     assert 59 < identity.expires_in <= 61  # at least the lifetime asked for: exp is rounded up
+
+
+SHARED_SECRET = "the one secret every worker of the service is given"
+
+
+def test_a_token_from_a_worker_whose_clock_is_3_s_ahead_is_accepted() -> None:
+    # Two workers behind a load balancer, one WSLAB_SECRET: the one that issued the token runs 3 s ahead,
+    # so its "iat" is in the future for the one that verifies it.
+    ahead = int(time.time()) + 3
+    token = Tokens(SHARED_SECRET).sign({"sub": "ada", "role": "user", "iat": ahead, "exp": ahead + 3600})
+    with wslab.serve(secure_app(SecureRooms(Tokens(SHARED_SECRET))), name="t-auth-skew") as server:
+        outcome = wslab.run_sync(attempt(server, "/chat/lobby", token, carry="auth frame"))
+    assert outcome == 'accepted; first frame: {"type":"join","user":"ada","users":["ada"]}'
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_a_token_from_further_ahead_than_the_leeway_is_refused(claim: str) -> None:
+    ahead = int(time.time()) + int(auth.LEEWAY) + 30
+    token = Tokens(SHARED_SECRET).sign({"sub": "ada", claim: ahead, "exp": ahead + 3600})
+    with pytest.raises(AuthError, match=rf"token refused: The token is not yet valid \({claim}\)"):
+        Tokens(SHARED_SECRET).verify(token)
+
+
+def test_the_leeway_never_lengthens_a_token(tokens: Tokens) -> None:
+    # Within the leeway of its expiry, but expired: refused, as the connection holding it is closed then.
+    assert auth.LEEWAY > 1
+    with pytest.raises(AuthError, match="token expired") as refused:
+        tokens.verify(tokens.sign({"sub": "ada", "exp": int(time.time()) - 1}))
+    assert refused.value.kind == "expired"
 
 
 @pytest.mark.parametrize(("token", "kind"), [(None, "missing"), ("", "missing"), ("a.b", "malformed"),
@@ -401,3 +440,17 @@ def test_authenticate_returns_none_when_the_client_leaves_first(tokens: Tokens) 
         wslab.run_sync(scenario(server))
         assert server.wait_idle(5.0)
     assert results == [None]
+
+
+def test_parse_origins_reads_a_comma_separated_list_as_origin_allowed_compares_them() -> None:
+    assert parse_origins(" https://Chat.Example.org/, http://127.0.0.1:8000,") == [
+        "https://chat.example.org", "http://127.0.0.1:8000"]
+
+
+@pytest.mark.parametrize("text", ["chat.example.org", "https://chat.example.org/chat", "*", "null",
+                                  "https://*.example.org:x", "ftp://example.org", "https://ada:pw@example.org",
+                                  "https://example.org?x=1", "https://example.org:70000", " , "])
+def test_parse_origins_refuses_what_is_not_an_origin_and_says_how_to_write_one(text: str) -> None:
+    with pytest.raises(ValueError, match=r"(is not an origin: write scheme://host\[:port\]|names no origin)"):
+        parse_origins(text)
+

@@ -15,7 +15,7 @@ from fastapi import FastAPI, WebSocket
 
 from wslab.checks.result import CheckResult
 from wslab.checks.streaming import PING_AFTER, PONG_WITHIN, check_heartbeat, check_since, check_symbols
-from wslab.reference.feeds import Inbox, Notifications, PriceFeed, Subscription
+from wslab.reference.feeds import Inbox, LiveNotifications, Notifications, PriceFeed, Subscription
 from wslab.reference.streaming import handle_price_frame, streaming_app
 
 Frame = dict[str, Any]
@@ -100,8 +100,9 @@ def test_an_app_without_a_feed_in_its_state_is_told_how_to_make_one() -> None:
 
 
 # -- exercise 5.2: since -----------------------------------------------------------------------------------
-class Kept(Notifications):
-    """Keeps frames per user (``keep`` of them; None: all), and replays those ``wanted`` says."""
+class Kept(LiveNotifications):
+    """Keeps frames per user (``keep`` of them; None: all), and replays those ``wanted`` says: the exercise's
+    shape, on the hub without memory it starts from."""
 
     keep: int | None = 20
     shared = False
@@ -147,8 +148,19 @@ class OneHistoryForEveryone(Kept):
     shared = True
 
 
-class KeepsNothing(Notifications):
+class KeepsNothing(LiveNotifications):
     pass
+
+
+class ReplaysTwice(Notifications):
+    """The exercise's answer written on the reference hub, which replays already."""
+
+    def subscribe(self, user: str, since: int | None = None) -> Inbox:
+        inbox = super().subscribe(user, since)
+        for frame in self.history(user):
+            if since is not None and frame["seq"] > since:
+                inbox.put_frame(frame)
+        return inbox
 
 
 @pytest.mark.parametrize(("hub", "reported"), [
@@ -157,13 +169,19 @@ class KeepsNothing(Notifications):
     (KeepsEverything, "only the last 20 notifications are kept"),
     (OneHistoryForEveryone, "each user has a history of their own"),
     (KeepsNothing, "got:      'nothing within 2 s'"),
+    (ReplaysTwice, "then live ones, without repeats"),
 ])
-def test_since_wrong_answers_fail(hub: type[Notifications], reported: str) -> None:
+def test_since_wrong_answers_fail(hub: type[LiveNotifications], reported: str) -> None:
     failed(check_since(streaming_app(hub=hub())), reported)
 
 
-def test_the_reference_hub_passes_the_live_steps_of_since_but_not_the_replay() -> None:
-    failed(check_since(streaming_app()), "with since=1, ada should first get the notifications she missed")
+def test_the_hub_the_exercise_starts_from_passes_the_live_steps_of_since_but_not_the_replay() -> None:
+    failed(check_since(streaming_app(hub=LiveNotifications())),
+           "with since=1, ada should first get the notifications she missed")
+
+
+def test_the_reference_hub_passes_since() -> None:
+    assert check_since(streaming_app()).passed
 
 
 # -- exercise 5.3: heartbeat -------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from wslab.reference.feeds import Notifications, PriceFeed, Prices
+import pytest
+
+from wslab.reference.feeds import KEEP, Inbox, LiveNotifications, Notifications, PriceFeed, Prices
 
 T = TypeVar("T")
 
@@ -174,3 +176,43 @@ def test_a_full_inbox_overflows_instead_of_dropping_quietly() -> None:
         for number in range(5):
             hub.publish("ada", {"n": number})
         assert inbox.overflowed and inbox.qsize() == 3
+
+
+def seqs(inbox: Inbox) -> list[int]:
+    """The seq of every frame waiting in ``inbox``, taken out."""
+    return [inbox.get_nowait()["seq"] for _ in range(inbox.qsize())]
+
+
+def test_a_connection_with_since_first_gets_the_kept_notifications_after_it_then_live_ones() -> None:
+    hub = Notifications()
+    for number in range(3):
+        hub.publish("ada", {"n": number})
+    hub.publish("bo", {"n": 0})
+    with hub.subscribe("ada", since=1) as back, hub.subscribe("ada", since=3) as current, \
+            hub.subscribe("ada", since=0) as first_time, hub.subscribe("ada") as new:
+        hub.publish("ada", {"n": 3})
+        assert [seqs(inbox) for inbox in (back, current, first_time, new)] == [
+            [2, 3, 4], [4], [1, 2, 3, 4], [4]]
+
+
+def test_only_the_last_keep_notifications_per_user_are_kept() -> None:
+    hub = Notifications()
+    for number in range(KEEP + 5):
+        hub.publish("ada", {"n": number})
+    with hub.subscribe("ada", since=0) as inbox:
+        assert seqs(inbox) == list(range(6, KEEP + 6))
+    assert [frame["seq"] for frame in hub.history("ada")] == list(range(6, KEEP + 6))
+    assert hub.history("bo") == []
+
+
+def test_what_is_kept_fits_in_an_inbox() -> None:
+    assert Notifications(max_pending=5).keep == 5  # a replay never overflows the inbox it fills
+    with pytest.raises(ValueError, match="a replay must fit in one inbox"):
+        Notifications(max_pending=5, keep=6)
+
+
+def test_live_notifications_keep_nothing_for_since() -> None:
+    hub = LiveNotifications()
+    hub.publish("ada", {"n": 0})
+    with hub.subscribe("ada", since=0) as inbox:
+        assert inbox.qsize() == 0

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from apps import chat
+from apps import chat, service_lines, service_logs_debug
 from fastapi import FastAPI, WebSocket
 
 import wslab
@@ -133,6 +133,10 @@ def test_a_client_that_never_reads_is_closed_with_1013_and_the_others_get_every_
         _, code, reason, after = asyncio.run(scenario(server))
     assert (code, reason) == (1013, "too slow: 8 messages were waiting")
     assert after == "bo left the chat"
+    # Logged once, at INFO: the client's network, not the server, is what fell behind.
+    kicked = ('INFO wslab.reference.manager: 127.0.0.1:<port> - "/ws/bo" - closed 1013: too slow: 8 messages '
+              "were waiting")
+    assert [line for line in service_lines(server) if "closed" in line] == [kicked]
 
 
 def test_a_burst_larger_than_the_queue_from_clients_that_read_kicks_nobody() -> None:
@@ -230,6 +234,27 @@ def test_a_queue_that_grows_to_surge_times_max_queue_is_too_slow_even_if_the_soc
         assert server.wait_idle(5.0)
     assert closed == (1013, f"too slow: {SURGE * 8} messages were waiting")
     assert accepted == [True] * SURGE * 8 + [False] * (100 - SURGE * 8)
+    # The server, not the client, fell behind: that is for an operator to see (print_log shows WARNING).
+    assert service_lines(server) == [
+        f'WARNING wslab.reference.manager: 127.0.0.1:<port> - "/ws" - closed 1013: {SURGE * 8} messages were '
+        "waiting though its socket took more: the server is queueing faster than it sends"]
+
+
+def test_a_client_that_leaves_is_logged_at_debug_with_its_close_code_and_never_its_messages() -> None:
+    async def scenario(server: LabServer) -> None:
+        async with chat(server, "ada", "bo") as team:
+            await team["ada"].send("the door code is 4711")
+            await team["bo"].recv()
+            await team["bo"].close(1001)
+
+    with service_logs_debug(), serving(broadcast_app()) as server:
+        asyncio.run(scenario(server))
+        assert server.wait_idle(5.0)
+    assert service_lines(server) == [
+        'DEBUG wslab.reference.manager: 127.0.0.1:<port> - "/ws/bo" - left (1001)',
+        'DEBUG wslab.reference.manager: 127.0.0.1:<port> - "/ws/ada" - left (1000)',
+    ]
+    assert not [r for r in server.log.records if "4711" in r.getMessage()]
 
 
 def test_client_send_takes_text_or_a_dict_and_refuses_anything_else() -> None:

@@ -15,6 +15,7 @@ from wslab.reference.protocol import (
     PrivateMessage,
     ProtocolError,
     encode,
+    loads,
     parse,
     parse_auth,
     valid_user,
@@ -115,6 +116,24 @@ def test_a_deeply_nested_extra_field_is_ignored_or_refused_never_a_crash() -> No
     data = '{"type": "message", "content": "hi", "extra": ' + "[" * DEEP + "]" * DEEP + "}"
     try:
         assert parse(data) == ChatMessage(type="message", content="hi")  # extra fields are fine (3.14 on)
+    except ProtocolError as exc:
+        assert str(exc) == "JSON nested too deeply"  # up to 3.13
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"[]", "binary frames are not part of this protocol: send JSON text"),
+    ("{", "not valid JSON (Expecting property name enclosed in double quotes)"),
+])
+def test_loads_says_why_a_frame_is_not_json(data: str | bytes, message: str) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        loads(data)
+    assert str(refused.value) == message
+
+
+def test_loads_takes_any_json_value_and_deep_nesting_is_never_a_recursion_error() -> None:
+    assert loads("[1, 2]") == [1, 2]
+    try:
+        assert loads("[" * DEEP + "]" * DEEP)  # parsed, from Python 3.14 on
     except ProtocolError as exc:
         assert str(exc) == "JSON nested too deeply"  # up to 3.13
 

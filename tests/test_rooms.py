@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from apps import service_lines, service_logs_debug
 
 import wslab
 from wslab import LabClient, LabServer, Transcript
@@ -206,6 +207,49 @@ def test_a_frame_over_max_frame_bytes_closes_with_1009(server: LabServer) -> Non
             return await team["ada"].wait_closed(), await team["bo"].recv_json()
 
     assert asyncio.run(scenario()) == (1009, {"type": "leave", "user": "ada", "users": ["bo"]})
+
+
+def test_each_refusal_and_leave_is_logged_once_with_who_and_why_and_never_a_message() -> None:
+    async def scenario(server: LabServer) -> None:
+        async with members(server, "lobby/ada", "lobby/bo") as team:
+            async with impostor(server) as mallory:
+                await mallory.wait_closed()
+            await team["bo"].send({"type": "message", "content": "the door code is 4711"})
+            await team["ada"].recv_json()
+        client = wslab.connect(server, "/chat/lobby/ada!", transcript=Transcript(live=False))
+        async with client as invalid:
+            await invalid.wait_closed()
+
+    with service_logs_debug(), wslab.serve(rooms_app(), name="t-rooms-log") as server:
+        asyncio.run(scenario(server))
+        assert server.wait_idle(5.0)
+    assert service_lines(server) == [
+        'INFO wslab.reference.rooms: 127.0.0.1:<port> - "/chat/lobby/ada" - closed 1008: the name \'ada\' is '
+        "already taken in this room",
+        'DEBUG wslab.reference.rooms: 127.0.0.1:<port> - "/chat/lobby/bo" - left (1000)',
+        'DEBUG wslab.reference.rooms: 127.0.0.1:<port> - "/chat/lobby/ada" - left (1000)',
+        'INFO wslab.reference.rooms: 127.0.0.1:<port> - "/chat/lobby/ada!" - closed 1008: not a valid user '
+        "name: use 1 to 32 letters, digits, _ . -",
+    ]
+    assert not [record for record in server.log.records if "4711" in record.getMessage()]
+
+
+def test_a_frame_over_max_frame_bytes_is_logged_as_closed_1009(server: LabServer) -> None:
+    big = json.dumps({"type": "message", "content": "x" * MAX_FRAME})
+
+    async def scenario() -> None:
+        async with members(server, "lobby/ada") as team:
+            await team["ada"].send(big)
+            await team["ada"].wait_closed()
+
+    asyncio.run(scenario())
+    assert server.wait_idle(5.0)
+    # wslab.serve's uvicorn refuses the frame from its header (ws_max_size), before the rooms see it
+    # (its reason is websockets' wording, which may change: it names the limit)
+    [line] = service_lines(server)
+    assert line.startswith('INFO wslab.reference.wsprotocol: 127.0.0.1:<port> - "/chat/lobby/ada" - '
+                           "closed 1009: ")
+    assert str(MAX_FRAME) in line
 
 
 def test_a_long_non_ascii_name_taken_twice_is_refused_cleanly(server: LabServer) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import inspect
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from apps import chat
+from apps import chat, service_lines
 from fastapi import FastAPI, WebSocket
 from rawclient import RawClient, refusal_of_an_oversized_frame, server_holds_connection
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -60,6 +61,12 @@ def test_a_stalled_client_is_dropped_after_the_abort_delay(monkeypatch: pytest.M
     with wslab.serve(broadcast_app(manager), name="t-wsprotocol") as server:
         assert wslab.run_sync(scenario(server)) is False, "the server still holds bo's connection"
         assert server.log.lines("ERROR") == []
+    kicked, dropped = [line for line in service_lines(server) if '"/ws/bo"' in line]
+    assert kicked == ('INFO wslab.reference.manager: 127.0.0.1:<port> - "/ws/bo" - closed 1013: too slow: '
+                      "8 messages were waiting")
+    drop = r"dropped: it took none of the [1-9]\d* bytes still to send for 0\.3 s after the close"
+    assert re.fullmatch(r'INFO wslab\.reference\.wsprotocol: 127\.0\.0\.1:<port> - "/ws/bo" - ' + drop,
+                        dropped)
 
 
 def test_a_slow_client_that_reads_again_in_time_gets_its_backlog_then_1013() -> None:

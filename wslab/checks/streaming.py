@@ -1,14 +1,17 @@
 """Checks for chapter 05, streaming: symbol subscriptions, replaying missed notifications, and a heartbeat.
 
 Exercises 5.1 and 5.2 extend :func:`~wslab.reference.streaming.streaming_app`; the checks move its feed and
-publish notifications through ``app.state``, on the server's loop. Exercise 5.3 is an endpoint of its own.
+publish notifications through ``app.state``, on the server's loop, and log in with tokens from
+``app.state.tokens``. Exercise 5.3 is an endpoint of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
@@ -16,7 +19,8 @@ from websockets.exceptions import ConnectionClosed
 from wslab.lab.client import LabClient, connect
 from wslab.lab.server import LabServer
 from wslab.lab.transcript import Transcript
-from wslab.reference.feeds import Notifications, PriceFeed
+from wslab.reference.auth import Tokens
+from wslab.reference.feeds import LiveNotifications, PriceFeed
 
 from .result import CheckResult, Mismatch, expect, run_check
 
@@ -118,7 +122,7 @@ def check_symbols(app: Any) -> CheckResult:
 
 
 # -- exercise 5.2 ---------------------------------------------------------------------------------------
-async def _publish(server: LabServer, hub: Notifications, user: str, count: int) -> None:
+async def _publish(server: LabServer, hub: LiveNotifications, user: str, count: int) -> None:
     async def publish() -> None:
         for _ in range(count):
             hub.publish(user, {"text": f"for {user}"})
@@ -132,35 +136,45 @@ async def _seqs(client: LabClient, count: int, expected: list[int], step: str) -
 
 
 def check_since(app: Any) -> CheckResult:
-    """Exercise 5.2: ``/ws/notifications/{user}?since=N`` first sends the user's kept notifications with
-    ``seq`` above N, oldest first (the last 20 per user are kept), then live ones; without ``since``, live
-    ones only."""
+    """Exercise 5.2: ``/ws/notifications?since=N`` (the user from the token in the first frame) first sends
+    the user's kept notifications with ``seq`` above N, oldest first (the last 20 per user are kept), then
+    live ones; without ``since``, live ones only."""
 
     async def scenario(server: LabServer, transcript: Transcript) -> None:
-        hub = _state(server, "notifications", Notifications)
-        path = "/ws/notifications/{}"
+        hub = _state(server, "notifications", LiveNotifications)
+        tokens = _state(server, "tokens", Tokens)
+
+        @contextlib.asynccontextmanager
+        async def log_in(user: str, query: str = "") -> AsyncIterator[LabClient]:
+            path = f"/ws/notifications{query}"
+            async with connect(server, path, name=user, transcript=transcript) as client:
+                await client.send({"type": "auth", "token": tokens.issue(user)})
+                expect(await _frame(client, f"{user} logs in"), {"type": "welcome", "user": user},
+                       f"{user} logs in: the endpoint welcomes her or him first")
+                yield client
+
         await _publish(server, hub, "ada", 3)
-        async with connect(server, path.format("ada?since=1"), name="ada", transcript=transcript) as ada:
+        async with log_in("ada", "?since=1") as ada:
             await _seqs(ada, 2, [2, 3], "with since=1, ada should first get the notifications she missed: "
                                         "seq 2 and 3")
             await _publish(server, hub, "ada", 1)
             await _seqs(ada, 1, [4], "then live ones, without repeats")
         await _publish(server, hub, "ada", 3)
-        async with connect(server, path.format("ada?since=7"), name="ada", transcript=transcript) as ada:
+        async with log_in("ada", "?since=7") as ada:
             await _publish(server, hub, "ada", 1)
             await _seqs(ada, 1, [8], "with since=7 nothing was missed: the first notification should be the "
                                      "live one, seq 8")
         await _publish(server, hub, "bo", 2)
-        async with connect(server, path.format("bo"), name="bo", transcript=transcript) as bo:
+        async with log_in("bo") as bo:
             await _publish(server, hub, "bo", 1)
             await _seqs(bo, 1, [3], "without since, a client gets live notifications only")
         await _publish(server, hub, "cy", 25)
-        async with connect(server, path.format("cy?since=0"), name="cy", transcript=transcript) as cy:
+        async with log_in("cy", "?since=0") as cy:
             await _seqs(cy, 20, list(range(6, 26)), "only the last 20 notifications are kept: since=0 should "
                                                      "replay seq 6 to 25")
             await _publish(server, hub, "cy", 1)
             await _seqs(cy, 1, [26], "then the live ones")
-        async with connect(server, path.format("bo?since=0"), name="bo", transcript=transcript) as bo:
+        async with log_in("bo", "?since=0") as bo:
             await _seqs(bo, 3, [1, 2, 3], "each user has a history of their own: bo with since=0 should get "
                                           "his own three notifications, seq 1 to 3")
             await _publish(server, hub, "bo", 1)

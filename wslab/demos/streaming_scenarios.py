@@ -109,12 +109,16 @@ async def catch_up(server: LabServer) -> None:
         await server.acall(nothing())
 
 
-async def churn(server: LabServer, path: str, cycles: int, *, settle: float = 2.0) -> bool:
-    """Connect to ``path`` and close again, ``cycles`` times in a row, like clients that come and go.
-    Then wait up to ``settle`` seconds for every handler to finish; True if they all did."""
+async def churn(server: LabServer, path: str, cycles: int, *, token: str | None = None,
+                settle: float = 2.0) -> bool:
+    """Connect to ``path`` and close again, ``cycles`` times in a row, like clients that come and go; with
+    a ``token``, each sends ``{"type": "auth", "token": ...}`` first. Then wait up to ``settle`` seconds
+    for every handler to finish; True if they all did."""
+    auth = None if token is None else json.dumps({"type": "auth", "token": token})
     for _ in range(cycles):
-        async with ws_connect(server.ws_url(path), compression=None):
-            pass
+        async with ws_connect(server.ws_url(path), compression=None) as client:
+            if auth is not None:
+                await client.send(auth)
     return await asyncio.to_thread(server.wait_idle, settle)
 
 
@@ -198,14 +202,18 @@ async def slow_reader(server: LabServer, feed: PriceFeed, path: str = "/ws/price
     return report
 
 
-async def silent_peer(server: LabServer, path: str, *, patience: float = 3.0, name: str = "bo") -> Transcript:
-    """``name`` connects to ``path`` and falls silent: his program hangs, so it neither reads nor sends,
-    but his connection stays open (as when a laptop goes to sleep, or a network drops packets without a
-    word). Does the server notice within ``patience`` seconds? Then he wakes up and reads what came."""
+async def silent_peer(server: LabServer, path: str, *, patience: float = 3.0, name: str = "bo",
+                      token: str | None = None) -> Transcript:
+    """``name`` connects to ``path`` (and, with a ``token``, sends ``{"type": "auth", "token": ...}``) and
+    falls silent: his program hangs, so it neither reads nor sends, but his connection stays open (as when
+    a laptop goes to sleep, or a network drops packets without a word). Does the server notice within
+    ``patience`` seconds? Then he wakes up and reads what came."""
     transcript = Transcript()
     async with connect(server, path, name=name, transcript=transcript, ping_interval=None) as peer:
         session = server.sessions.for_client_port(peer.connection.local_address[1])
         assert session is not None
+        if token is not None:
+            await peer.send({"type": "auth", "token": token})
         peer.connection.transport.pause_reading()
         transcript.add(name, "…", "falls silent: reads nothing, sends nothing, keeps the connection open")
         try:

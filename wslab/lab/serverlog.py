@@ -2,7 +2,8 @@
 
 uvicorn logs from the server's own thread. Printing those lines straight to stderr would drop them into
 whatever notebook cell happens to be running, in no fixed order; instead every record a wslab server
-thread writes to the uvicorn or asyncio loggers is kept in that server's :class:`ServerLog` (and not
+thread writes to the uvicorn or asyncio loggers, or to any logger of the reference service
+(``wslab.reference`` and one per module under it), is kept in that server's :class:`ServerLog` (and not
 printed), and ``server.print_log()`` shows it, with ports, PIDs and file paths taken out so the output
 is the same on every machine.
 """
@@ -11,16 +12,20 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
+import pkgutil
 import re
 import sysconfig
 import threading
 import traceback
 from collections.abc import Iterator
 
+import wslab.reference
+
 __all__ = ["ServerLog"]
 
-CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "asyncio",
-                    "wslab.reference.auth", "wslab.reference.broker", "wslab.reference.wsprotocol")
+CAPTURED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "asyncio")
+SERVICE = "wslab.reference"  # the service's loggers: this one, and logging.getLogger(__name__) in each module
 _SCRUB = [
     (re.compile(r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):\d+"), r"\1:<port>"),
     (re.compile(r"\('(127\.0\.0\.1|::1)', \d+\)"), r"('\1', <port>)"),  # an address in an OSError's text
@@ -124,14 +129,36 @@ class _Router(logging.Filter):
 _router = _Router()
 
 
+def _modules(path: list[str], prefix: str) -> Iterator[str]:
+    """The names of the modules in the packages at ``path``, subpackages included, found without importing
+    them."""
+    for info in pkgutil.iter_modules(path, prefix):
+        yield info.name
+        if info.ispkg:
+            finder_path = getattr(info.module_finder, "path", "")
+            yield from _modules([os.path.join(finder_path, info.name.rsplit(".", 1)[-1])], f"{info.name}.")
+
+
+def captured_loggers() -> list[str]:
+    """Every logger a server's records are captured from: uvicorn's, asyncio's and the service's.
+
+    A filter on a logger does not see what its child loggers log, so the service's loggers are listed one
+    by one: ``wslab.reference``, a logger per module under it (what ``logging.getLogger(__name__)`` there
+    makes, imported or not yet), and any other logger under it that exists by now."""
+    service = [SERVICE, *_modules(list(wslab.reference.__path__), f"{SERVICE}.")]
+    made = [name for name in logging.root.manager.loggerDict if name.startswith(f"{SERVICE}.")]
+    return [*CAPTURED_LOGGERS, *dict.fromkeys([*service, *sorted(made)])]
+
+
 def attach(thread_id: int, log: ServerLog) -> None:
     """Capture what ``thread_id`` logs into ``log`` (installs the router on first use)."""
-    for name in CAPTURED_LOGGERS:
+    for name in captured_loggers():
         logger = logging.getLogger(name)
         if _router not in logger.filters:
             logger.addFilter(_router)
-        if name.startswith("wslab") and logger.level == logging.NOTSET:
-            logger.setLevel(logging.INFO)  # as uvicorn's log_level="info" does for its own loggers
+    service = logging.getLogger(SERVICE)
+    if service.level == logging.NOTSET:
+        service.setLevel(logging.INFO)  # as uvicorn's log_level="info" does for its own loggers
     _router.by_thread[thread_id] = log
 
 

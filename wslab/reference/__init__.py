@@ -12,7 +12,9 @@ so. Its modules, in the order the chapters build them:
   token (PyJWT) sent in the first frame, never from the URL or a field; Origin checks.
 - :mod:`.ratelimit`, :mod:`.app`, :mod:`.pages` and ``static/``: the complete app (``create_app()``) and its
   browser page.
-- :mod:`.streaming`, :mod:`.feeds`: price and notification streams whose tasks end with their connection.
+- :mod:`.streaming`, :mod:`.feeds`: price and notification streams whose tasks end with their connection;
+  notifications go to the user a token names (first frame again), and a client that comes back gets what it
+  missed.
 - :mod:`.broker`: rooms shared by several worker processes through Redis pub/sub.
 
 Run it in production with uvicorn, behind a TLS-terminating proxy::

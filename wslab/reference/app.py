@@ -22,11 +22,13 @@ Its routes (the wire protocol is in :mod:`wslab.reference.protocol`):
 
 Serve it with ``wslab serve`` (which prints the address to share), ``wslab.serve(create_app())`` in a
 notebook, or ``uvicorn wslab.reference.app:app`` with the flags :mod:`wslab.reference` gives for production.
-The module-level ``app`` is made when first used, from ``WSLAB_PASSCODE``, ``WSLAB_SECRET`` (the token
-secret, at least 32 bytes; random if unset) and ``WSLAB_BROKER`` in the environment. ``wslab serve`` and
-``wslab.serve`` run :class:`~wslab.reference.wsprotocol.WebSocketProtocol` with uvicorn's ``ws_max_size`` at
-64 KB, as those flags do. Under plain uvicorn, without them, the close sent to a client that stopped reading
-waits until it reads, and a frame over 64 KB is refused only after uvicorn buffered up to 16 MiB of it.
+The module-level ``app`` is made when first used, from the environment: ``WSLAB_PASSCODE``, ``WSLAB_SECRET``
+(the token secret, at least 32 bytes; random if unset), ``WSLAB_BROKER`` and ``WSLAB_ORIGINS`` (the pages
+allowed to connect, separated by commas, such as ``https://chat.example.org``; unset: this server's own
+pages); it logs on stderr who was closed and why (INFO and up). ``wslab serve`` and ``wslab.serve`` run
+:class:`~wslab.reference.wsprotocol.WebSocketProtocol` with uvicorn's ``ws_max_size`` at 64 KB, as those
+flags do. Under plain uvicorn, without them, the close sent to a client that stopped reading waits until it
+reads, and a frame over 64 KB is refused only after uvicorn buffered up to 16 MiB of it.
 
 One process, by default: the rooms live in its memory. With a Redis broker (chapter 08,
 ``create_app(broker="redis://...")`` or ``WSLAB_BROKER``) rooms, presence lists and private messages
@@ -37,14 +39,15 @@ span every worker process that shares that Redis and ``WSLAB_SECRET`` (see
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-from collections.abc import AsyncIterator, Collection
-from typing import Any
+from collections.abc import AsyncIterator, Collection, Mapping
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import HTMLResponse
 
-from .auth import CLOSE_POLICY, Tokens
+from .auth import CLOSE_POLICY, Tokens, parse_origins
 from .broker import Broker, MemoryBroker, broker_from_url, log_to_stderr
 from .manager import Client
 from .pages import page
@@ -64,6 +67,8 @@ class AppRooms(SecureRooms):
     this process's memory by default). Other keyword arguments are
     :class:`~wslab.reference.secure_rooms.SecureRooms`'s.
     """
+
+    logger: ClassVar[logging.Logger] = logging.getLogger(__name__)  # every close: floods, kicks, refusals
 
     def __init__(self, tokens: Tokens, *, rate: float = RATE, burst: int = BURST,
                  broker: Broker | None = None, **options: Any) -> None:
@@ -184,10 +189,19 @@ app: FastAPI  # what ``uvicorn wslab.reference.app:app`` serves: made on first u
 def __getattr__(name: str) -> Any:
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    broker = os.environ.get("WSLAB_BROKER") or None
-    made = create_app(passcode=os.environ.get("WSLAB_PASSCODE") or None,
-                      secret=os.environ.get("WSLAB_SECRET") or None, broker=broker)
-    if broker is not None:
-        log_to_stderr()
+    made = _from_environment(os.environ)
+    log_to_stderr()
     globals()["app"] = made
     return made
+
+
+def _from_environment(environ: Mapping[str, str]) -> FastAPI:
+    """The app ``uvicorn wslab.reference.app:app`` serves, configured by the variables in ``environ``."""
+    origins = environ.get("WSLAB_ORIGINS") or None
+    try:
+        allowed = parse_origins(origins) if origins is not None else None
+    except ValueError as exc:
+        raise ValueError(f"WSLAB_ORIGINS: {exc}") from None
+    return create_app(passcode=environ.get("WSLAB_PASSCODE") or None,
+                      secret=environ.get("WSLAB_SECRET") or None, origins=allowed,
+                      broker=environ.get("WSLAB_BROKER") or None)

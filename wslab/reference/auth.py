@@ -2,7 +2,9 @@
 
 - :class:`Tokens` issues and verifies access tokens: JWTs signed with HS256 (PyJWT), each with a
   user (``sub``) and an expiry (``exp``). Every refusal is an :class:`AuthError` saying which check
-  failed (no token, not a token, another key, expired, ``alg: none``, no user, unknown user).
+  failed (no token, not a token, another key, expired, ``alg: none``, no user, unknown user). Several
+  workers that share the secret verify each other's tokens, though their clocks differ by up to
+  :data:`LEEWAY` seconds.
 - :func:`authenticate` is first-message auth: accept, then expect ``{"type": "auth", "token": ...}``
   within a few seconds; anything else closes with 1008 and the reason. The token never appears in a
   URL, so never in an access log, and a browser can show the reason.
@@ -11,7 +13,7 @@
 - :func:`bearer_token` reads ``Authorization: Bearer ...``, what non-browser clients can send.
 - :func:`origin_allowed` is the defence against Cross-Site WebSocket Hijacking: browsers send cookies
   with the upgrade whatever page opened it, and CORS does not apply to WebSockets, so the server must
-  look at ``Origin`` itself.
+  look at ``Origin`` itself. :func:`parse_origins` reads a list of allowed origins from configuration.
 
 Example::
 
@@ -50,6 +52,7 @@ __all__ = [
     "ALGORITHM",
     "AUTH_TIMEOUT",
     "CLOSE_POLICY",
+    "LEEWAY",
     "MAX_AUTH_FRAME",
     "AuthError",
     "Identity",
@@ -57,6 +60,7 @@ __all__ = [
     "authenticate",
     "bearer_token",
     "origin_allowed",
+    "parse_origins",
     "refuse",
 ]
 
@@ -65,6 +69,10 @@ AUTH_TIMEOUT = 5.0  # seconds a connection may wait before sending its auth fram
 CLOSE_POLICY = 1008  # policy violation: the close code for every refusal after accept
 MAX_AUTH_FRAME = MAX_TOKEN + 256  # bytes: the auth frame's JSON around a token of the longest length
 LIFETIME = 3600.0  # seconds a token is valid for, unless said otherwise
+# Seconds a token's "iat" (issued at) and "nbf" (not before) may lie in this server's future: the worker that
+# issued it may run that far ahead (several workers share one secret). Never added to "exp": a token lasts
+# no longer than its lifetime, and a connection is closed when it expires (secure_rooms).
+LEEWAY = 5.0
 
 _log = logging.getLogger("wslab.reference.auth")  # refusals, at INFO; never a token
 
@@ -143,8 +151,10 @@ class Tokens:
         if len(token) > MAX_TOKEN:
             raise AuthError("malformed", f"not a token: longer than {MAX_TOKEN} characters")
         try:
-            claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM],
+            claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM], leeway=LEEWAY,
                                 options={"require": ["exp", "sub"]})
+            if int(claims["exp"]) <= time.time():  # PyJWT let it through LEEWAY late: not us
+                raise jwt.ExpiredSignatureError
         except jwt.ExpiredSignatureError:
             raise AuthError("expired", "token expired: log in again") from None
         except jwt.InvalidAlgorithmError:
@@ -157,7 +167,7 @@ class Tokens:
             raise AuthError("claims", f'token refused: it has no "{exc.claim}" claim') from None
         except jwt.DecodeError:
             raise AuthError("malformed", "not a token: a JWT is three base64 parts joined by dots") from None
-        except jwt.InvalidTokenError as exc:  # a claim of the wrong type, iat in the future, ...
+        except jwt.InvalidTokenError as exc:  # a claim of the wrong type, iat beyond the leeway, ...
             raise AuthError("claims", f"token refused: {exc}"[:120]) from None
         user = claims["sub"]
         if not self.knows(user):
@@ -263,3 +273,30 @@ def origin_allowed(websocket: WebSocket, allowed: Collection[str] | None = None)
     host = websocket.headers.get("host", "").strip().lower()
     parts = urlsplit(origin)
     return parts.scheme in ("http", "https") and bool(host) and parts.netloc == host
+
+
+def parse_origins(text: str) -> list[str]:
+    """The origins in ``text``, separated by commas (``"https://chat.example.org, https://example.org"``),
+    each ``scheme://host[:port]`` with scheme http or https, as :func:`origin_allowed` compares them.
+
+    Raises :class:`ValueError` naming the first item that is not an origin, or if there is none: a path,
+    a wildcard or ``null`` would allow what nobody meant to.
+    """
+    origins = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue  # "a, b," : a trailing comma names nothing
+        parts = urlsplit(item)
+        try:
+            port_ok = parts.port is None or 0 < parts.port < 65536
+        except ValueError:  # a port that is not a number
+            port_ok = False
+        if (parts.scheme not in ("http", "https") or not parts.hostname or parts.username is not None
+                or parts.password is not None or parts.path not in ("", "/") or parts.query
+                or parts.fragment or not port_ok):
+            raise ValueError(f"{item[:80]!r} is not an origin: write scheme://host[:port], such as "
+                             "https://chat.example.org, and separate several with commas")
+        origins.append(item.rstrip("/").lower())
+    if not origins:
+        raise ValueError(f"{text[:80]!r} names no origin: give at least one, such as https://chat.example.org")
+    return origins

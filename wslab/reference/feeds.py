@@ -9,7 +9,10 @@ Two policies for a subscriber that reads slower than the producer publishes, eac
   buffers empty too (see :mod:`wslab.reference.streaming`).
 - :class:`Notifications` **queues**. Each notification matters, so each connection of a user has an
   :class:`Inbox`, a bounded queue, in order; an inbox that overflows marks its client too slow (the
-  endpoint closes it with 1013) rather than dropping a notification silently.
+  endpoint closes it with 1013) rather than dropping a notification silently. It also keeps each user's
+  last ``KEEP`` notifications, so that a client that comes back after a drop, saying the last ``seq`` it
+  saw (``since``), first gets what it missed. (:class:`LiveNotifications` is the same without that
+  memory: what chapter 05's exercise 5.2 starts from.)
 
 Both are plain in-memory objects of one process, used from the server's event loop only (in a handler, or
 through ``server.call``). No WebSocket code here: :mod:`wslab.reference.streaming` serves them.
@@ -25,15 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-__all__ = ["MAX_PENDING", "SYMBOLS", "Inbox", "Notifications", "PriceFeed", "Prices", "Subscription"]
+__all__ = ["KEEP", "MAX_PENDING", "SYMBOLS", "Inbox", "LiveNotifications", "Notifications", "PriceFeed",
+           "Prices", "Subscription"]
 
 MAX_PENDING = 100  # notifications waiting for one connection before it counts as too slow
+KEEP = 20  # notifications kept per user, for a client that comes back with since=N (at most MAX_PENDING)
 SYMBOLS = ("ACME", "GLOBEX", "INITECH")
 Frame = dict[str, Any]
 
@@ -154,7 +159,7 @@ class Subscription:
 class Inbox(asyncio.Queue[Frame]):
     """The notifications waiting to be sent on one connection, oldest first, at most ``maxsize``."""
 
-    def __init__(self, hub: Notifications, user: str, maxsize: int = MAX_PENDING) -> None:
+    def __init__(self, hub: LiveNotifications, user: str, maxsize: int = MAX_PENDING) -> None:
         super().__init__(maxsize)
         self.hub, self.user = hub, user
         self.overflowed = False  # a notification did not fit: the client is too slow
@@ -183,11 +188,12 @@ class Inbox(asyncio.Queue[Frame]):
         await self._overflow.wait()
 
 
-class Notifications:
+class LiveNotifications:
     """Notifications for users: numbered per user (``seq`` 1, 2, ...) and queued for each connection the
-    user has open, in order. Use it from the server's event loop only::
+    user has open, in order; nothing is kept for a user who is not connected (see :class:`Notifications`).
+    Use it from the server's event loop only::
 
-        hub = Notifications()
+        hub = LiveNotifications()
         with hub.subscribe("ada") as inbox:               # what the endpoint does for a connection
             hub.publish("ada", {"text": "your order shipped"})
             await inbox.get()    # {"type": "notification", "seq": 1, "text": "your order shipped"}
@@ -225,3 +231,48 @@ class Notifications:
     def online(self, user: str) -> int:
         """How many connections ``user`` has open."""
         return len(self._inboxes.get(user, ()))
+
+
+class Notifications(LiveNotifications):
+    """:class:`LiveNotifications` that keeps each user's last ``keep`` notifications (``KEEP``, or
+    ``max_pending`` if that is smaller), so that a connection can start with the ones its client missed::
+
+        hub = Notifications()
+        hub.publish("ada", {"text": "your order shipped"})     # seq 1, while ada is away
+        with hub.subscribe("ada", since=0) as inbox:           # she comes back: she had seen nothing
+            await inbox.get()    # {"type": "notification", "seq": 1, "text": "your order shipped"}
+
+    A client that missed more than ``keep`` gets the last ``keep`` (the ``seq`` numbers show the gap). The
+    numbers and the history live in this process's memory: they start again at 1 when it restarts.
+    """
+
+    def __init__(self, *, max_pending: int = MAX_PENDING, keep: int | None = None) -> None:
+        super().__init__(max_pending=max_pending)
+        keep = min(KEEP, max_pending) if keep is None else keep
+        if not 0 <= keep <= max_pending:
+            raise ValueError(f"keep={keep}: a replay must fit in one inbox, so keep 0 to max_pending="
+                             f"{max_pending} notifications per user")
+        self.keep = keep
+        self._history: defaultdict[str, deque[Frame]] = defaultdict(lambda: deque(maxlen=self.keep))
+
+    def publish(self, user: str, notification: Mapping[str, Any]) -> Frame:
+        """Number, keep and queue ``notification`` for ``user`` (see :meth:`LiveNotifications.publish`)."""
+        frame = super().publish(user, notification)
+        self._history[user].append(frame)
+        return frame
+
+    def subscribe(self, user: str, since: int | None = None) -> Inbox:
+        """A new inbox for one connection of ``user``. With ``since`` (the last ``seq`` its client saw; 0:
+        none), it first holds the kept notifications numbered above ``since``, oldest first, then the live
+        ones: nothing can be published in between, as neither step waits. Without, live ones only."""
+        inbox = super().subscribe(user, since)
+        if since is not None:
+            for frame in self._history.get(user, ()):
+                if frame["seq"] > since:
+                    inbox.put_frame(frame)
+        return inbox
+
+    def history(self, user: str) -> list[Frame]:
+        """The notifications kept for ``user``, oldest first."""
+        return list(self._history.get(user, ()))
+

@@ -17,6 +17,10 @@ task, so a broadcast only puts text into queues and never waits:
   their queues between a busy room's frames.
 - **A dead client** is noticed by its own writer and handler, never by the speaker's.
 - **Cleanup** happens in ``finally``, whatever ended the connection.
+- **Logged once:** every close a connection sends is logged when it is decided (who, which code, why;
+  never a token or a message body), on the logger of the code that owns the connection: INFO for a close
+  the server decides (too slow, too big, a policy), WARNING when the server itself is falling behind
+  (``SURGE``), DEBUG for a client that leaves on its own or a handler that simply finishes.
 - **Single process.** The clients live in this process's memory: with several worker processes each
   one has its own manager, and a broadcast reaches only its own clients (a later chapter adds a broker).
 - **Serve it with** :class:`wslab.reference.wsprotocol.WebSocketProtocol` and ``ws_max_size=MAX_FRAME``
@@ -41,6 +45,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -50,7 +56,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .protocol import encode
 
-__all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "Client", "ConnectionManager", "broadcast_app", "fit_reason"]
+__all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "Client", "ConnectionManager", "broadcast_app", "fit_reason",
+           "who"]
 
 CLOSE_TOO_SLOW = 1013  # "try again later": the client did not keep up with its messages
 CLOSE_TOO_BIG = 1009  # "message too big"
@@ -58,6 +65,19 @@ MAX_QUEUE = 512  # messages waiting for one client whose socket is full before i
 SURGE = 8  # ... or, however fast it reads, SURGE * MAX_QUEUE messages: the server is falling behind
 MAX_FRAME = 64 * 1024  # bytes in one received frame
 CLOSE_TIMEOUT = 1.0  # seconds to let a closing frame reach a client that may not be reading
+LOGGED_PATH = 80  # characters of a connection's path in a log line (the client chose it)
+
+_log = logging.getLogger(__name__)  # the closes of connections this module owns (ConnectionManager)
+
+
+def who(websocket: WebSocket) -> str:
+    """Who is at the other end of ``websocket``, for a log line: the peer's address, the path it opened
+    (quoted; never the query string, where a careless client puts its token) and the user its verified
+    token named, if any. For example ``127.0.0.1:50412 - "/ws/chat/lobby" ada``."""
+    address = f"{websocket.client.host}:{websocket.client.port}" if websocket.client else "?"
+    path = json.dumps(str(websocket.scope.get("path", ""))[:LOGGED_PATH], ensure_ascii=False)
+    user = getattr(getattr(websocket.state, "identity", None), "user", None)
+    return f"{address} - {path} {user}" if isinstance(user, str) else f"{address} - {path}"
 
 
 class Client:
@@ -65,15 +85,17 @@ class Client:
 
     ``async with Client(websocket) as client`` accepts the connection and starts the writer; leaving
     the block sends what is still queued (briefly) and closes the connection. A disconnect by the peer
-    ends the block quietly, as does :meth:`kick`.
+    ends the block quietly, as does :meth:`kick`. How the connection ended is logged once on ``logger``.
     """
 
     def __init__(self, websocket: WebSocket, *, max_queue: int = MAX_QUEUE, max_frame: int = MAX_FRAME,
-                 close_timeout: float = CLOSE_TIMEOUT) -> None:
+                 close_timeout: float = CLOSE_TIMEOUT, logger: logging.Logger = _log) -> None:
         self.websocket = websocket
         self.max_frame = max_frame
         self.close_timeout = close_timeout
         self.max_queue = max_queue
+        self.logger = logger
+        self._left: int | None = None  # the close code the peer sent, if it left on its own
         self._queue: asyncio.Queue[str] = asyncio.Queue()  # bounded by send(), which knows why
         self._in_send = False  # the writer is waiting in a send: the socket takes no more for now
         self._writer: asyncio.Task[None] | None = None
@@ -99,19 +121,38 @@ class Client:
                         tb: TracebackType | None) -> bool:
         suppress = False
         if isinstance(exc, WebSocketDisconnect):
-            self._peer_gone = suppress = True
+            self._peer_left(exc.code)
+            suppress = True
         elif isinstance(exc, asyncio.CancelledError) and self._kicked and self._handler is not None:
             # Ours (see kick): end the handler quietly, unless someone else cancelled it too (shutdown).
             suppress = self._handler.uncancel() == 0
-        elif exc is not None and self._closing is None:
-            self._closing = (1011, "")  # an error in the handler; it propagates and uvicorn logs it
+        elif exc is not None and self._closing is None and not self._peer_gone:
+            # An error in the handler; it propagates, and uvicorn logs its traceback (which names nobody).
+            self._decide(1011, "", logging.INFO, f"the handler raised {type(exc).__name__}")
         await self._finish()
         return suppress
 
+    def _peer_left(self, code: int | None) -> None:
+        if not self._peer_gone and self._closing is None:
+            self._left = code
+        self._peer_gone = True
+
+    def _decide(self, code: int, reason: str, level: int | None = None, why: str = "") -> None:
+        """Close with ``code`` and ``reason`` (after what is queued), and log it: the first decision is the
+        one that counts."""
+        self._closing = (code, fit_reason(reason))
+        level = level if level is not None else logging.DEBUG if code == 1000 else logging.INFO
+        self.logger.log(level, "%s - closed %d: %s", who(self.websocket), code, why or reason or "done")
+
     async def _finish(self) -> None:
         assert self._writer is not None
+        if self._closing is None and self._peer_gone:
+            code = "no close frame" if self._left in (None, 1006) else self._left
+            self.logger.debug("%s - left (%s)", who(self.websocket), code)
         if self._closing is None:
             self._closing = (1000, "")
+            if not self._peer_gone:
+                self.logger.debug("%s - closed 1000: the handler finished", who(self.websocket))
         if not self._peer_gone and not self._kicked:
             with contextlib.suppress(TimeoutError):  # send what is queued, but not forever
                 async with asyncio.timeout(self.close_timeout):
@@ -129,19 +170,21 @@ class Client:
             async with asyncio.timeout(self.close_timeout):
                 await self.websocket.close(code, reason)
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = 1000, reason: str = "", *, level: int | None = None) -> None:
         """Close after what is already queued. Meant for the handler itself: :meth:`messages` stops before
-        the next frame. (From another task, use :meth:`kick`.)"""
-        if self._closing is None:
-            self._closing = (code, fit_reason(reason))
+        the next frame. (From another task, use :meth:`kick`.) Logged once, at ``level`` (default: INFO,
+        DEBUG for 1000); ``reason`` goes to the client and into the log, so it names no token or body."""
+        if self.open:  # not already closing, and the peer is still there to be told
+            self._decide(code, reason, level)
 
-    def kick(self, code: int, reason: str) -> None:
+    def kick(self, code: int, reason: str, *, level: int | None = None, why: str = "") -> None:
         """Disconnect now, from any task, without waiting: the writer stops, the handler is cancelled
-        and leaves its ``async with`` quietly (its ``finally`` blocks run), then the close is sent."""
+        and leaves its ``async with`` quietly (its ``finally`` blocks run), then the close is sent. Logged
+        as :meth:`close` is (``why``, if given, is logged instead of ``reason``)."""
         if not self.open:  # already closing or gone
             return
         self._kicked = True
-        self._closing = (code, fit_reason(reason))
+        self._decide(code, reason, level, why)
         for task in (self._writer, self._handler):
             if task is not None:
                 task.cancel()
@@ -153,7 +196,7 @@ class Client:
         while self.open:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
-                self._peer_gone = True
+                self._peer_left(message.get("code"))
                 return
             data: str | bytes | None = message.get("text")
             if data is None:
@@ -176,8 +219,13 @@ class Client:
         if not self.open:
             return False
         waiting = self._queue.qsize()
-        if waiting >= self.max_queue and (self._in_send or waiting >= SURGE * self.max_queue):
+        if waiting >= self.max_queue and self._in_send:  # its socket takes no more: the client's network
             self.kick(CLOSE_TOO_SLOW, f"too slow: {waiting} messages were waiting")
+            return False
+        if waiting >= SURGE * self.max_queue:  # its socket takes more, but not as fast as we queue: ours
+            self.kick(CLOSE_TOO_SLOW, f"too slow: {waiting} messages were waiting", level=logging.WARNING,
+                      why=f"{waiting} messages were waiting though its socket took more: the server is "
+                          "queueing faster than it sends")
             return False
         self._queue.put_nowait(text)
         return True
@@ -191,10 +239,10 @@ class Client:
                 await self.websocket.send_text(text)
                 self._in_send = False
                 self._queue.task_done()
-        except (WebSocketDisconnect, RuntimeError, OSError):
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             # The peer is gone (its socket dropped, or it closed first). Its handler receives the
             # disconnect and cleans up; whoever is broadcasting never hears of it.
-            self._peer_gone = True
+            self._peer_left(exc.code if isinstance(exc, WebSocketDisconnect) else None)
 
 
 def _text(message: str | Mapping[str, Any]) -> str:

@@ -51,6 +51,7 @@ __all__ = [
     "ServerFrame",
     "encode",
     "frame_type",
+    "loads",
     "parse",
     "parse_auth",
     "valid_room",
@@ -190,8 +191,8 @@ def frame_type(data: str | bytes) -> Any:
     """The ``type`` of a frame that is a JSON object, without validating the rest; None for anything
     else. For choosing who handles a frame, before that handler validates it."""
     try:
-        frame = json.loads(data)
-    except (ValueError, RecursionError):
+        frame = loads(data)
+    except ProtocolError:
         return None
     return frame.get("type") if isinstance(frame, dict) else None
 
@@ -207,15 +208,22 @@ def parse_auth(data: str | bytes) -> Auth:
         raise ProtocolError(_explain(exc, tagged=False)) from None
 
 
-def _json_object(data: str | bytes) -> dict[str, Any]:
+def loads(data: str | bytes) -> Any:
+    """The JSON value in one received text frame, whatever its shape. Raises :class:`ProtocolError` for a
+    binary frame, text that is not JSON, or JSON nested too deeply to parse (never a ``RecursionError``,
+    which would end the connection and log a traceback)."""
     if isinstance(data, bytes):
         raise ProtocolError("binary frames are not part of this protocol: send JSON text")
     try:
-        raw = json.loads(data)
+        return json.loads(data)
     except ValueError as exc:
         raise ProtocolError(f"not valid JSON ({exc.args[0].split(':')[0]})") from None
-    except RecursionError:  # "[[[[..." thousands deep: valid JSON, too deep to parse
+    except RecursionError:  # "[[[[..." thousands deep: valid JSON, too deep to parse (up to Python 3.13)
         raise ProtocolError("JSON nested too deeply") from None
+
+
+def _json_object(data: str | bytes) -> dict[str, Any]:
+    raw = loads(data)
     if not isinstance(raw, dict):
         raise ProtocolError(f"expected a JSON object with a \"type\", got a JSON {_json_kind(raw)}")
     return raw

@@ -18,6 +18,8 @@ On top of that (the wire format is in :mod:`wslab.reference.protocol`):
   take over that user's private messages.)
 - **Single process.** Rooms live in this process's memory; a later chapter spreads them over processes
   with a broker.
+- **Logged:** every connection that is refused or closed is logged once, with who, the code and why (never
+  a message body), on :attr:`ChatRooms.logger` (see :class:`~wslab.reference.manager.Client`).
 - **Names are taken until the connection ends:** a user whose connection dropped without a close
   frame keeps the name until the server notices (keepalive, about 40 s), and names are compared
   exactly ("Ada" and "ada" are different users).
@@ -33,8 +35,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, WebSocket
 
@@ -109,6 +112,9 @@ class ChatRooms:
     """Every room of one process, created on first use and dropped when empty."""
 
     hooks: tuple[str, ...] = ("joined", "handle", "left")  # for subclasses; run between frames, never wait
+    # Where each connection's end is logged (who, code, why): refused names, kicks, leaves. A subclass in
+    # another module names its own, so that an operator can tell which service closed whom.
+    logger: ClassVar[logging.Logger] = logging.getLogger(__name__)
 
     def __init__(self, *, max_queue: int = MAX_QUEUE, max_frame: int = MAX_FRAME,
                  close_timeout: float = CLOSE_TIMEOUT) -> None:
@@ -118,7 +124,7 @@ class ChatRooms:
                                 "it runs between frames and never waits (client.send only queues).")
         self.rooms: dict[str, Room] = {}
         self._client = functools.partial(Client, max_queue=max_queue, max_frame=max_frame,
-                                         close_timeout=close_timeout)
+                                         close_timeout=close_timeout, logger=self.logger)
 
     def room(self, name: str) -> Room:
         """The room called ``name``, made if it does not exist yet."""

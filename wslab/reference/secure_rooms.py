@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from collections.abc import Collection
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, HTTPException, WebSocket
 from pydantic import BaseModel
@@ -38,7 +39,7 @@ from .auth import (
     origin_allowed,
     refuse,
 )
-from .manager import Client, fit_reason
+from .manager import Client, fit_reason, who
 from .protocol import Error, ProtocolError, encode, frame_type, parse_auth
 from .rooms import ChatRooms, Room
 
@@ -60,6 +61,7 @@ class SecureRooms(ChatRooms):
     """
 
     hooks = (*ChatRooms.hooks, "allowed")
+    logger: ClassVar[logging.Logger] = logging.getLogger(__name__)  # refusals, expiries and every close
 
     def __init__(self, tokens: Tokens, *, origins: Collection[str] | None = None,
                  auth_timeout: float = AUTH_TIMEOUT, **limits: Any) -> None:
@@ -85,6 +87,7 @@ class SecureRooms(ChatRooms):
             raise
         if not allowed:
             reason = fit_reason(f"{identity.user} may not join the room {room_name!r}")
+            self.logger.info("%s - closed %d: %s", who(websocket), CLOSE_POLICY, reason)
             await websocket.close(CLOSE_POLICY, reason)
             return
         await self.chat(websocket, room_name, identity.user)

@@ -14,7 +14,8 @@ frame with its code and reason. A client that took nothing for ``ABORT_AFTER`` s
 its connection is dropped (a TCP reset, discarding the backlog), so a client kicked for being too slow
 (:meth:`wslab.reference.manager.Client.kick`) is really gone. The same watch starts when the handler
 receives a disconnect (the client's own close, whose reply waits behind the backlog too). Each drop is
-logged at INFO.
+logged at INFO, and so is each frame the protocol layer refused (too big, not UTF-8, malformed), which the
+handler never sees.
 
 The kernel's part of the backlog is read where the system says it (Linux, macOS); elsewhere only this
 process's part counts, and once it is sent the rest is left to the kernel, as uvicorn does.
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 import socket
 import struct
@@ -43,6 +45,8 @@ import sys
 from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from .manager import LOGGED_PATH
 
 __all__ = ["ABORT_AFTER", "UVICORN_RELIES_ON", "WebSocketProtocol"]
 
@@ -59,7 +63,11 @@ UVICORN_RELIES_ON: dict[str, tuple[str, str]] = {
     "handshake_complete": ("bool attribute", "set after a denial response, as uvicorn does from 0.55 on"),
 }
 
-_log = logging.getLogger(__name__)  # connections dropped for not reading, at INFO
+# Close codes the protocol layer sends when it refuses a frame (websockets' parser: a protocol error,
+# text that is not UTF-8, a frame over ws_max_size); a client that closes by itself sends 1000 or 1001.
+REFUSALS = frozenset({1002, 1007, 1009})
+
+_log = logging.getLogger(__name__)  # frames refused and connections dropped for not reading, at INFO
 
 
 class _State(enum.Enum):
@@ -115,8 +123,18 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         message = await super().receive()
         if message["type"] == "websocket.disconnect" and self._state is _State.OPEN:
             self._state = _State.CLOSING  # the client closed, or a frame it sent was refused
+            if message.get("code") in REFUSALS:  # the handler never saw the frame: say here who and why
+                _log.info("%s - %s - closed %d: %s", self._who(), self._path(), message["code"],
+                          message.get("reason") or "a frame it sent was refused")
             self._start_watch()
         return message
+
+    def _who(self) -> str:
+        peer = self._transport.get_extra_info("peername") if self._transport is not None else None
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+
+    def _path(self) -> str:
+        return json.dumps(str(getattr(self, "scope", {}).get("path", ""))[:LOGGED_PATH], ensure_ascii=False)
 
     # -- the watch -------------------------------------------------------------------------------------
     def _start_watch(self) -> None:
@@ -138,10 +156,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self._backlog = left
             self._watch = asyncio.get_running_loop().call_later(ABORT_AFTER, self._look)
             return
-        peer = self._transport.get_extra_info("peername")
-        who = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
-        _log.info("%s - dropped: it took none of the %d bytes still to send for %g s after the close",
-                  who, left, ABORT_AFTER)
+        _log.info("%s - %s - dropped: it took none of the %d bytes still to send for %g s after the close",
+                  self._who(), self._path(), left, ABORT_AFTER)
         self._drop()
 
     def _undelivered(self) -> int:

@@ -123,8 +123,7 @@ def serve_room(host: str, port: int, passcode: str | None, broker: str | None = 
         sock.close()
         print(f"wslab serve: ${SECRET_ENV}: {exc}", file=sys.stderr)
         return 1
-    if shared.shared:
-        log_to_stderr()
+    log_to_stderr()  # who was closed or refused and why, and the broker's lines
     # ws_max_size: a frame over the reference service's limit is refused (1009) before it is buffered.
     config = uvicorn.Config(app, ws=WebSocketProtocol, ws_max_size=MAX_FRAME, log_level="info",
                             timeout_graceful_shutdown=2)

@@ -17,6 +17,7 @@ from ..rooms import Room
 __all__ = ["LOGGER", "Broker", "MemoryBroker", "log_to_stderr", "redacted"]
 
 LOGGER = "wslab.reference.broker"  # what the brokers log under: connected, Redis lost, delivery resumed
+SERVICE = "wslab.reference"  # the parent of every logger of the service: one per module, this one included
 
 
 class Broker(abc.ABC):
@@ -85,12 +86,12 @@ def redacted(url: str) -> str:
 
 
 def log_to_stderr() -> None:
-    """Print the broker's lines (connected; Redis lost; delivery resumed) on stderr the way uvicorn prints
-    its own, unless logging is already set up for them. ``wslab serve`` and
-    ``uvicorn wslab.reference.app:app`` call this: without it, Python shows warnings only, and none of
-    uvicorn's formatting."""
-    logger = logging.getLogger(LOGGER)
-    if logger.handlers or logging.getLogger().handlers:
+    """Print what the service logs at INFO and up on stderr the way uvicorn prints its own: who was closed or
+    refused and why (``wslab.reference.*``), and the broker's lines (connected; Redis lost; delivery
+    resumed); unless logging is already set up for them. ``uvicorn wslab.reference.app:app`` and
+    ``wslab serve`` call this: without it, Python shows warnings only, and none of uvicorn's formatting."""
+    logger = logging.getLogger(SERVICE)
+    if logger.handlers or logging.getLogger(LOGGER).handlers or logging.getLogger().handlers:
         return
     from uvicorn.logging import DefaultFormatter
 
