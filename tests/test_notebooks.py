@@ -3,7 +3,8 @@
 Each chapter runs in one kernel right after its student copy: the student copy must run top to bottom
 with every check saying "not done yet", then the chapter must run again in the same kernel (a learner
 pressing "Run all" a second time) with no error but the ones it shows on purpose, and stop every server
-it started. Every answer cell is followed by a check, and each chapter opens with what it teaches."""
+it started but those a page of the chapter talks to (a page a learner scrolls back to must still work).
+Every answer cell is followed by a check, and each chapter opens with what it teaches."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from wslab.tools.student import has_solution, student_copies
 ROOT = Path(__file__).parent.parent / "notebooks"
 NOTEBOOKS = sorted(ROOT.glob("[0-9][0-9]_*.ipynb"))
 STUDENT = ROOT / "student"
+# The servers a chapter leaves running after its clean-up: those its pages talk to (they end with the kernel).
+PAGE_SERVERS = {"01_echo": ["echo"], "06_complete_app": ["chat"]}
 
 
 def test_the_committed_student_copies_match_their_chapters() -> None:
@@ -55,7 +58,17 @@ def test_the_student_copy_then_the_chapter_run_in_one_kernel(path: Path) -> None
         shown = "".join(output.get("text", "") or output.get("data", {}).get("text/plain", "")
                         for output in cell.outputs)
         assert "not done yet" in shown and "Hint:" in shown, f"{cell.source}\nshowed:\n{shown}"
-    assert ran[-1].outputs[0]["text"] == "[]\n", "the notebook's last cell should stop every server"
+    left = [f"LabServer('{name}', running)" for name in PAGE_SERVERS.get(path.stem, [])]
+    assert ran[-1].outputs[0]["text"] == f"[{', '.join(left)}]\n", \
+        "the notebook's clean-up should stop every server but those its pages talk to"
+
+
+@pytest.mark.parametrize("path", [*NOTEBOOKS, *sorted(STUDENT.glob("*.ipynb"))], ids=lambda p: p.stem)
+def test_no_cell_records_when_it_ran(path: Path) -> None:
+    # timings change at every run: in a diff they hide what changed, and two branches that re-ran a chapter
+    # conflict on every cell (the README's nbconvert command passes --ExecutePreprocessor.record_timing=False)
+    timed = [cell.id for cell in nbformat.read(path, as_version=4).cells if "execution" in cell.metadata]
+    assert timed == [], f"{path.name}: cells with timings in their metadata: {timed}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
