@@ -44,6 +44,7 @@ __all__ = ["LabServer", "running_servers", "serve"]
 T = TypeVar("T")
 HOST = "127.0.0.1"
 DEFAULT_NAME = "default"
+HAND_OVER_GRACE = 0.1  # seconds a replaced server lets connections it just accepted send their request
 _UVICORN_GIVES_UP = "Application startup failed. Exiting."
 
 _servers: dict[str, LabServer] = {}
@@ -108,10 +109,21 @@ class _Uvicorn(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
         super().__init__(config)
         self._on_started = on_started
+        self.handing_over = False  # its listening socket goes on to the next server of its name
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self._on_started()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.handing_over:
+            # Stop accepting, then give the connections just accepted time to send their request: uvicorn's
+            # shutdown closes at once a connection that has not sent one yet, and its client sees a reset.
+            # The listening socket lives on in the next server, which accepts what comes meanwhile.
+            for server in self.servers:
+                server.close()
+            await asyncio.sleep(HAND_OVER_GRACE)
+        await super().shutdown(sockets=sockets)
 
 
 class LabServer:
@@ -217,6 +229,7 @@ class LabServer:
     def _hand_over(self) -> socket.socket:
         """A duplicate of the listening socket, which keeps listening after this server stops: connections
         wait in its queue until another server accepts them."""
+        self._uvicorn.handing_over = True
         return self._socket.dup()
 
     def stop(self, timeout: float = 5.0) -> None:
