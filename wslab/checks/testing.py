@@ -177,13 +177,13 @@ def check_private_test(test: Any, *, timeout: float = RUN_TIMEOUT) -> CheckResul
 
 def check_leave_test(test: Any, *, timeout: float = RUN_TIMEOUT) -> CheckResult:
     """Exercise 7.2: ``test(app)`` passes on the complete app and fails when a ``leave`` frame still
-    lists the user who left (``planted_app("stale leave")``)."""
+    counts the user who left (``planted_app("stale leave")``)."""
     return _judge(
         "Exercise 7.2 (who is left)", test, "stale leave",
-        the_bug="the leave frame still lists the user who left", timeout=timeout,
+        the_bug="the leave frame still counts the user who left", timeout=timeout,
         hint="let ada and bo join, read ada's frame about bo's join, then let bo go (close his connection, "
              "or drop it): ada's next frame must be exactly "
-             "{'type': 'leave', 'user': 'bo', 'users': ['ada']}.",
+             "{'type': 'leave', 'user': 'bo', 'count': 1, 'version': 3}.",
     )
 
 
