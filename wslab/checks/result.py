@@ -35,17 +35,18 @@ ServersScenario = Callable[[list[LabServer], Transcript], Coroutine[Any, Any, No
 
 
 class Mismatch(Exception):
-    """A step of a check got something other than what it expected."""
+    """A step of a check got something other than what it expected. ``hint``, if given, is aimed at
+    this failure and replaces the check's general hint in the verdict."""
 
-    def __init__(self, step: str, expected: Any, got: Any) -> None:
+    def __init__(self, step: str, expected: Any, got: Any, hint: str = "") -> None:
         super().__init__(step)
-        self.step, self.expected, self.got = step, expected, got
+        self.step, self.expected, self.got, self.hint = step, expected, got, hint
 
 
-def expect(got: Any, expected: Any, step: str) -> None:
+def expect(got: Any, expected: Any, step: str, hint: str = "") -> None:
     """Raise :class:`Mismatch` unless ``got == expected``."""
     if got != expected:
-        raise Mismatch(step, expected, got)
+        raise Mismatch(step, expected, got, hint)
 
 
 @dataclass
@@ -125,6 +126,8 @@ def run_check_on_servers(exercise: str, apps: Sequence[Any], scenario: ServersSc
     details = ["What happened:"] + [f"  {line}" for line in transcript.lines]
     if logged:
         details += ["The server logged:"] + [f"  {line}" for line in logged]
+    if isinstance(outcome, Mismatch) and outcome.hint:
+        hint = outcome.hint  # aimed at what failed, rather than where to start
     return CheckResult(exercise, "failed", _summary(outcome, errors, logged, stuck), hint,
                        _expected_and_got(outcome) + details)
 
