@@ -160,10 +160,15 @@ def _summary(outcome: BaseException | None, errors: list[BaseException], logged:
                     "at the right path, and does it call websocket.accept()?")
         return (f"not right yet: the server refused the WebSocket handshake (HTTP {status}): your handler "
                 "raised an exception before accepting; see what the server logged.")
-    if isinstance(outcome, ConnectionClosed):
-        return "not right yet: the connection closed before the check was finished."
-    if isinstance(outcome, (TimeoutError, asyncio.CancelledError)):
-        return "not right yet: the server did not answer in time."
+    if isinstance(outcome, (ConnectionClosed, TimeoutError, asyncio.CancelledError)):
+        closed = isinstance(outcome, ConnectionClosed)
+        what = ("the connection closed before the check was finished." if closed
+                else "the server did not answer in time.")
+        raised = next((cause for cause in map(_cause, errors) if cause is not None), None)
+        if raised is not None:  # the exception explains the close or the silence: it comes first
+            where = " (see what the server logged below)" if logged else ""
+            return f"not right yet: your code raised {_exception(raised)}{where}; then {what}"
+        return f"not right yet: {what}"
     if outcome is not None:
         return f"the check could not finish: {type(outcome).__name__}: {outcome}"
     if errors:
