@@ -77,6 +77,13 @@ async def count_startswith(manager: ConnectionManager, client: Client, name: str
     manager.broadcast(f"{name}: {message}")
 
 
+async def count_off_by_one(manager: ConnectionManager, client: Client, name: str, message: str) -> None:
+    if message == "/count":
+        client.send(f"{len(manager) - 1} online")
+        return
+    manager.broadcast(f"{name}: {message}")
+
+
 async def count_direct_send(manager: ConnectionManager, client: Client, name: str, message: str) -> None:
     if message == "/count":
         await client.websocket.send_text(f"{len(manager)} online")  # jumps the queue
@@ -116,6 +123,7 @@ def test_count_accepts_correct_variants(relay: Relay) -> None:
     (count_no_continue, "bo should not receive ada's /count or its answer", "only the sender"),
     (count_substring, "'/count me in' is a message, not the command", "the whole text"),
     (count_startswith, "'/count me in' is a message, not the command", "the whole text"),
+    (count_off_by_one, "with ada and bo connected, /count should answer '2 online'", "where each message"),
     (count_own_tally(), "after cy left, /count should say '2 online' again", "forgets whoever left"),
     (count_direct_send, "dee's /count should be answered after the 500 messages", "jumped the queue"),
     (count_awaited_loop, "the room froze behind zed, who stopped reading", "which call in your loop"),
