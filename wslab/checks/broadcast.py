@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = ["check_count", "check_no_echo"]
 STALL_MESSAGES = 700  # sent while zed is stalled: more than his socket (~180) and his queue (512) hold
 STALL_SIZE = 16 * 1024  # characters in each of those messages
 STALL_PATIENCE = 2.0  # seconds a reader waits for the next one before the room counts as frozen
+WINDOW = 64  # messages the speaker may be ahead of the slowest reader but zed (a busy machine is no fault)
 STALL_RCVBUF = 4096  # bytes of zed's socket receive buffer, so that his buffers fill quickly
 BACKLOG = 500  # messages dee sends without reading before /count: her socket fills, her queue (512) does not
 QUIET = 0.5  # seconds a check waits to be sure a message does not come
@@ -92,6 +94,10 @@ async def _read_all(bot: LabClient, patience: float = 1.0,
     return received
 
 
+def _caught_up(counts: dict[str, int], wanted: int) -> bool:
+    return min(counts.values()) >= wanted
+
+
 async def _room_keeps_going(server: LabServer, speaker: LabClient, listeners: Sequence[LabClient],
                             zed: LabClient, transcript: Transcript) -> None:
     """zed has stopped reading; ``speaker`` sends STALL_MESSAGES messages. Every listener must receive all of
@@ -100,6 +106,7 @@ async def _room_keeps_going(server: LabServer, speaker: LabClient, listeners: Se
     prefix = f"{speaker.name}: #"
     counts = {bot.name: 0 for bot in listeners}
     disorder: list[str] = []
+    progress = asyncio.Condition()
 
     async def listen(bot: LabClient) -> None:
         while counts[bot.name] < STALL_MESSAGES:
@@ -114,9 +121,15 @@ async def _room_keeps_going(server: LabServer, speaker: LabClient, listeners: Se
                     disorder.append(f"{bot.name} received #{number} when #{counts[bot.name]} was next")
                     return
                 counts[bot.name] += 1
+                async with progress:
+                    progress.notify_all()
 
     async def speak() -> None:
         for number in range(STALL_MESSAGES):
+            # At most WINDOW ahead of the slowest reader, so that a reader slowed down by a busy machine
+            # never counts as too slow itself; zed, who reads nothing, is not waited for.
+            async with progress:
+                await progress.wait_for(functools.partial(_caught_up, counts, number - WINDOW))
             await speaker.connection.send(f"#{number} {payload}")
 
     transcript.add(zed.name, "…", "stops reading (his socket holds 4 KB)")
