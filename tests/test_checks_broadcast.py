@@ -125,7 +125,7 @@ def test_count_accepts_correct_variants(relay: Relay) -> None:
     (count_startswith, "'/count me in' is a message, not the command", "the whole text"),
     (count_off_by_one, "with ada and bo connected, /count should answer '2 online'", "where each message"),
     (count_own_tally(), "after cy left, /count should say '2 online' again", "forgets whoever left"),
-    (count_direct_send, "dee's /count should be answered after the 500 messages", "jumped the queue"),
+    (count_direct_send, "answering dee's /count should not wait until dee reads", "queues it instead"),
     (count_awaited_loop, "the room froze behind zed, who stopped reading", "which call in your loop"),
 ])
 def test_count_refuses_lesson_defeating_answers(relay: Relay, reported: str, hinted: str) -> None:
@@ -205,8 +205,8 @@ def test_no_echo_refuses_lesson_defeating_answers(relay: Relay, reported: str, h
 def test_the_frozen_room_verdict_shows_how_far_the_messages_got() -> None:
     result = check_no_echo(chat(quiet_awaited))
     report = str(result)
-    assert "ada → 700 messages of 16 KB" in report and "zed … stops reading" in report, report
-    assert result.details[0] == "expected: 'all 700, whatever zed does'", report
+    assert "ada → 1000 messages of 16 KB" in report and "zed … stops reading" in report, report
+    assert result.details[0] == "expected: 'all 1000, whatever zed does'", report
 
 
 def test_a_check_with_a_stalled_reader_stays_fast() -> None:

@@ -206,7 +206,8 @@ def check_announce(app: Any) -> CheckResult:
     return run_check(
         "Exercise 4.2 (announce)", app, scenario,
         passed="hosts can speak to every room; nobody else can.",
-        hint="start in handle(): tell an announce frame from the rest (frame_type(data) helps) and pass the "
-             "rest to super().handle. Then: who may announce, according to what? And what must the "
+        hint="start in handle(): tell an announce frame from the rest (frame_type(data), from "
+             "wslab.reference.protocol, reads a frame's type safely) and pass the rest to super().handle. "
+             "Then: who may announce, according to what? And what must the "
              "content be before anyone receives it?",
     )

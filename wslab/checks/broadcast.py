@@ -29,12 +29,12 @@ from .result import CheckResult, Mismatch, expect, run_check
 
 __all__ = ["check_count", "check_no_echo"]
 
-STALL_MESSAGES = 700  # sent while zed is stalled: more than his socket (~180) and his queue (512) hold
+STALL_MESSAGES = 1000  # sent while zed is stalled: more than his socket (~180) and his queue (512) hold
 STALL_SIZE = 16 * 1024  # characters in each of those messages
 STALL_PATIENCE = 2.0  # seconds a reader waits for the next one before the room counts as frozen
 WINDOW = 64  # messages the speaker may be ahead of the slowest reader but zed (a busy machine is no fault)
 STALL_RCVBUF = 4096  # bytes of zed's socket receive buffer, so that his buffers fill quickly
-BACKLOG = 500  # messages dee sends without reading before /count: her socket fills, her queue (512) does not
+BACKLOG = 500  # dee sends without reading before /count: her socket (~180) fills, her queue (512) does not
 QUIET = 0.5  # seconds a check waits to be sure a message does not come
 
 
@@ -178,16 +178,32 @@ async def _room_keeps_going(server: LabServer, speaker: LabClient, listeners: Se
     expect(zed.close_code, 1013, "zed, who stopped reading, should be disconnected with 1013 (too slow)")
 
 
-async def _backlog_then_count(dee: LabClient, others: Sequence[LabClient], transcript: Transcript) -> None:
-    """dee sends BACKLOG messages without reading, so that their copies queue up for her, then /count: the
-    answer must come after them. The ``others`` read all along."""
-    reading = asyncio.gather(*(_read_all(bot) for bot in others))
+async def _backlog_then_count(dee: LabClient, ada: LabClient, bo: LabClient, transcript: Transcript) -> None:
+    """dee sends BACKLOG messages without reading, so that her socket is full and their copies queue up for
+    her, then /count, then one more message. That message must reach ada at once (answering dee must not
+    wait for dee to read), and the answer must come after the copies queued before it. ada and bo read all
+    along."""
+    after = "dee: anyone there?"
+    ada_reads = asyncio.create_task(_read_all(ada, STALL_PATIENCE, until=lambda m: m == after))
+    bo_reads = asyncio.create_task(_read_all(bo))
     for number in range(BACKLOG):
         await dee.connection.send(f"#{number} {'x' * STALL_SIZE}")
+    transcript.add("dee", SENT, f"{BACKLOG} messages of {STALL_SIZE // 1024} KB, #0 to #{BACKLOG - 1}, "
+                                "reading nothing")
     await dee.send("/count")
-    transcript.add("dee", "…", f"sent #0 to #{BACKLOG - 1} without reading, then /count; now reads")
+    await dee.send("anyone there?")
+    heard = await ada_reads
+    if not heard or heard[-1] != after:
+        transcript.add("ada", "⌛", f"no 'dee: anyone there?' within {STALL_PATIENCE:g} s")
+        await asyncio.gather(_read_all(dee), bo_reads)  # let the room drain before the verdict
+        raise Mismatch("answering dee's /count should not wait until dee reads: meanwhile her next message "
+                       "never reached ada", after, f"nothing within {STALL_PATIENCE:g} s",
+                       "the answer waited for dee's full socket, and her handler with it: client.send() "
+                       "queues it instead, behind what dee has not read yet.")
+    transcript.add("ada", RECEIVED, after)
+    transcript.add("dee", "…", "reads again")
     received = await _read_all(dee, STALL_PATIENCE, until=lambda m: not str(m).startswith("dee: #"))
-    await reading
+    await bo_reads
     answers = [n for n, message in enumerate(received) if not str(message).startswith("dee: #")]
     before = f"after {answers[0]} of them" if answers else "never"
     transcript.add("dee", RECEIVED, f"her {BACKLOG} messages back, and the answer to /count {before}")
@@ -239,7 +255,7 @@ def check_count(app: Any) -> CheckResult:
             async with _slow_reader(server, "zed", transcript) as zed:
                 await _room_keeps_going(server, bo, [ada, bo], zed, transcript)
             async with _slow_reader(server, "dee", transcript) as dee:
-                await _backlog_then_count(dee, [ada, bo], transcript)
+                await _backlog_then_count(dee, ada, bo, transcript)
 
     return run_check(
         "Exercise 2.1 (count)", app, scenario,

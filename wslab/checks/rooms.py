@@ -114,8 +114,9 @@ def check_who(app: Any) -> CheckResult:
     return run_check(
         "Exercise 3.1 (who)", app, scenario,
         passed="/who lists the room's users to the one who asked.",
-        hint="start from `data`, the raw frame: section 5 shows how to turn it into a validated frame "
-             "without trusting it. Which kind of frame, with which content, is the command? And who "
+        hint="start from `data`, the raw frame: section 6 shows how parse() turns it into a validated "
+             "frame, and what it raises for one it cannot trust. Which kind of frame, with which content, "
+             "is the command? And who "
              "should hear the answer?",
     )
 
