@@ -20,7 +20,7 @@ from .result import CheckResult, Mismatch, expect, run_check
 
 __all__ = ["check_reverse", "check_shout", "check_sum"]
 
-DROP_WAIT = 3.0  # seconds a handler has to end after its client dropped the connection
+DROP_WAIT = 3.0  # seconds the check waits for a handler to end after its client left, before judging it
 
 
 def _errors_logged(server: LabServer) -> int:
@@ -37,7 +37,7 @@ async def _ended_quietly(server: LabServer, port: int, errors_before: int, step:
             await asyncio.shield(asyncio.wrap_future(session.done))
     await asyncio.sleep(0)  # uvicorn logs a handler's traceback right after it returns: let that land
     if not session.done.done():
-        raise Mismatch(step, "the handler returns", f"still running {DROP_WAIT:g} s later", hint)
+        return  # slow to end is not wrong; one that never ends, or logs later, is judged when the check ends
     logged = [r for r in server.log.records if r.levelno >= logging.ERROR][errors_before:]
     if session.error is not None or logged:
         error = session.error
