@@ -35,17 +35,18 @@ ServersScenario = Callable[[list[LabServer], Transcript], Coroutine[Any, Any, No
 
 
 class Mismatch(Exception):
-    """A step of a check got something other than what it expected."""
+    """A step of a check got something other than what it expected. ``hint``, if given, is aimed at
+    this failure and replaces the check's general hint in the verdict."""
 
-    def __init__(self, step: str, expected: Any, got: Any) -> None:
+    def __init__(self, step: str, expected: Any, got: Any, hint: str = "") -> None:
         super().__init__(step)
-        self.step, self.expected, self.got = step, expected, got
+        self.step, self.expected, self.got, self.hint = step, expected, got, hint
 
 
-def expect(got: Any, expected: Any, step: str) -> None:
+def expect(got: Any, expected: Any, step: str, hint: str = "") -> None:
     """Raise :class:`Mismatch` unless ``got == expected``."""
     if got != expected:
-        raise Mismatch(step, expected, got)
+        raise Mismatch(step, expected, got, hint)
 
 
 @dataclass
@@ -125,6 +126,8 @@ def run_check_on_servers(exercise: str, apps: Sequence[Any], scenario: ServersSc
     details = ["What happened:"] + [f"  {line}" for line in transcript.lines]
     if logged:
         details += ["The server logged:"] + [f"  {line}" for line in logged]
+    if isinstance(outcome, Mismatch) and outcome.hint:
+        hint = outcome.hint  # aimed at what failed, rather than where to start
     return CheckResult(exercise, "failed", _summary(outcome, errors, logged, stuck), hint,
                        _expected_and_got(outcome) + details)
 
@@ -157,10 +160,15 @@ def _summary(outcome: BaseException | None, errors: list[BaseException], logged:
                     "at the right path, and does it call websocket.accept()?")
         return (f"not right yet: the server refused the WebSocket handshake (HTTP {status}): your handler "
                 "raised an exception before accepting; see what the server logged.")
-    if isinstance(outcome, ConnectionClosed):
-        return "not right yet: the connection closed before the check was finished."
-    if isinstance(outcome, (TimeoutError, asyncio.CancelledError)):
-        return "not right yet: the server did not answer in time."
+    if isinstance(outcome, (ConnectionClosed, TimeoutError, asyncio.CancelledError)):
+        closed = isinstance(outcome, ConnectionClosed)
+        what = ("the connection closed before the check was finished." if closed
+                else "the server did not answer in time.")
+        raised = next((cause for cause in map(_cause, errors) if cause is not None), None)
+        if raised is not None:  # the exception explains the close or the silence: it comes first
+            where = " (see what the server logged below)" if logged else ""
+            return f"not right yet: your code raised {_exception(raised)}{where}; then {what}"
+        return f"not right yet: {what}"
     if outcome is not None:
         return f"the check could not finish: {type(outcome).__name__}: {outcome}"
     if errors:
