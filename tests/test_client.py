@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -165,6 +166,30 @@ def test_a_new_client_of_the_same_name_replaces_the_open_one(server: LabServer) 
     assert closed == 1000 and replies == ["echo: still here"]
     replaced = "ada ✕ closed: 1000 (normal closure) \"replaced by a new connection named 'ada'\""
     assert transcript.lines[0] == replaced
+
+
+def test_a_client_of_the_same_name_open_on_another_event_loop_is_replaced_from_there(
+        server: LabServer) -> None:
+    # a check runs its clients on an event loop of its own, in another thread: awaiting its close here
+    # raised "attached to a different loop"
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever)
+    thread.start()
+    try:
+        opening = wslab.connect(server, "/ws", name="zed", transcript=Transcript(live=False)).open()
+        first = asyncio.run_coroutine_threadsafe(opening, other).result(5)
+
+        async def again() -> list[str]:
+            async with wslab.connect(server, "/ws", name="zed", transcript=Transcript(live=False)) as zed:
+                await zed.send("hi")
+                return [str(await zed.recv())]
+
+        assert asyncio.run(again()) == ["echo: hi"]
+        assert first.close_code == 1000
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(5)
+        other.close()
 
 
 def test_clients_without_a_name_or_on_another_server_do_not_replace_each_other(server: LabServer) -> None:

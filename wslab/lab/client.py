@@ -83,6 +83,7 @@ class LabClient:
         self._options = options
         self._connection: ClientConnection | None = None
         self._local_port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop it was opened on
         self._closed_noted = False
 
     # -- opening and closing -----------------------------------------------------------------------
@@ -94,7 +95,7 @@ class LabClient:
         earlier = _named.get(self._key) if self._key else None
         if earlier is not None and earlier is not self and earlier._connection is not None \
                 and earlier._connection.close_code is None:
-            await earlier.close(1000, f"replaced by a new connection named {self.name!r}")
+            await earlier._replaced_by(self.name)
         try:
             self._connection = await ws_connect(self.url, **{"proxy": _proxy_for(self.url), **self._options})
         except InvalidStatus as exc:
@@ -103,9 +104,21 @@ class LabClient:
             self.transcript.add(self.name, EVENT, refusal)
             raise
         self._local_port = self._connection.local_address[1]
+        self._loop = asyncio.get_running_loop()
         if self._key:
             _named[self._key] = self
         return self
+
+    async def _replaced_by(self, name: str | None) -> None:
+        """Close, from whichever event loop is running: its own, or another (a check's) while it runs. One
+        whose event loop has ended is left as it is (nothing can run its close)."""
+        closing = self.close(1000, f"replaced by a new connection named {name!r}")
+        if self._loop is asyncio.get_running_loop():
+            await closing
+        elif self._loop is not None and self._loop.is_running():
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(closing, self._loop))
+        else:
+            closing.close()
 
     def __await__(self) -> Any:
         return self.open().__await__()
