@@ -5,13 +5,14 @@ test_checks.py.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from wslab.checks.result import CheckResult
 from wslab.checks.streaming import PING_AFTER, PONG_WITHIN, check_heartbeat, check_since, check_symbols
@@ -252,3 +253,218 @@ async def receive_plainly(websocket: WebSocket) -> Any:
         "closes-too-early", "pings-in-plain-text"])
 def test_heartbeat_wrong_answers_fail(app: FastAPI, reported: str) -> None:
     failed(check_heartbeat(app), reported)
+
+
+def aimed(result: CheckResult, reported: str, hint: str) -> None:
+    """Failed, naming ``reported``, with a hint that speaks of ``hint`` (aimed at that failure)."""
+    failed(result, reported)
+    assert hint in result.hint, result.hint
+
+
+def leaks_a_quiet_watchdog() -> FastAPI:
+    """A watchdog task per connection, never cancelled, that never raises: it outlives every connection."""
+    app = FastAPI()
+
+    @app.websocket("/ws/alive")
+    async def alive(websocket: WebSocket) -> None:
+        await websocket.accept()
+        state = {"last": asyncio.get_running_loop().time(), "pinged": False, "closed": False}
+
+        async def watchdog() -> None:
+            while True:
+                await asyncio.sleep(0.05)
+                silent = asyncio.get_running_loop().time() - state["last"]
+                if state["closed"]:
+                    continue
+                try:
+                    if silent >= PING_AFTER + PONG_WITHIN:
+                        state["closed"] = True
+                        await websocket.close(1011)
+                    elif silent >= PING_AFTER and not state["pinged"]:
+                        state["pinged"] = True
+                        await websocket.send_json({"type": "ping"})
+                except Exception:  # quietly: nothing is ever logged
+                    state["closed"] = True
+
+        asyncio.create_task(watchdog())
+        while True:
+            try:
+                message = await websocket.receive()
+            except RuntimeError:  # the watchdog closed the connection
+                return
+            state["last"], state["pinged"] = asyncio.get_running_loop().time(), False
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") and json.loads(message["text"]).get("type") == "ping":
+                await websocket.send_json({"type": "pong"})
+
+    return app
+
+
+def watchdog_task(*, cancel: bool) -> FastAPI:
+    """A watchdog task per connection that pings and closes; with ``cancel``, cancelled when the handler
+    returns (a correct, if roundabout, answer)."""
+    app = FastAPI()
+
+    @app.websocket("/ws/alive")
+    async def alive(websocket: WebSocket) -> None:
+        await websocket.accept()
+        heard = asyncio.Event()
+
+        async def watchdog() -> None:
+            with contextlib.suppress(WebSocketDisconnect):  # the client may leave just as it pings
+                while True:
+                    try:
+                        async with asyncio.timeout(PING_AFTER):
+                            await heard.wait()
+                    except TimeoutError:
+                        await websocket.send_json({"type": "ping"})
+                        try:
+                            async with asyncio.timeout(PONG_WITHIN):
+                                await heard.wait()
+                        except TimeoutError:
+                            await websocket.close(1011)
+                            return
+                    heard.clear()
+
+        task = asyncio.create_task(watchdog())
+        try:
+            while True:
+                try:
+                    message = await websocket.receive()
+                except RuntimeError:  # the watchdog closed the connection
+                    return
+                heard.set()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message.get("text") and json.loads(message["text"]).get("type") == "ping":
+                    await websocket.send_json({"type": "pong"})
+        finally:
+            if cancel:
+                task.cancel()
+
+    return app
+
+
+def polls_on_a_sleep() -> FastAPI:
+    """Sleeps PING_AFTER, then looks whether a frame came: a frame waits up to PING_AFTER for its answer."""
+    app = FastAPI()
+
+    @app.websocket("/ws/alive")
+    async def alive(websocket: WebSocket) -> None:
+        await websocket.accept()
+        pending = asyncio.ensure_future(websocket.receive())
+        while True:
+            await asyncio.sleep(PING_AFTER)
+            if not pending.done():
+                await websocket.send_json({"type": "ping"})
+                await asyncio.sleep(PONG_WITHIN)
+                if not pending.done():
+                    await websocket.close(1011)
+                    return
+            message = pending.result()
+            pending = asyncio.ensure_future(websocket.receive())
+            if message["type"] == "websocket.disconnect":
+                pending.cancel()
+                return
+            if message.get("text") and json.loads(message["text"]).get("type") == "ping":
+                await websocket.send_json({"type": "pong"})
+
+    return app
+
+
+def only_a_pong_answers(websocket_receive: Callable[[WebSocket], Any] = receive_plainly) -> FastAPI:
+    """After its ping, waits for a pong and drops anything else unanswered (the client's own ping)."""
+
+    async def receive(websocket: WebSocket) -> Any:
+        try:
+            async with asyncio.timeout(PING_AFTER):
+                return await websocket_receive(websocket)
+        except TimeoutError:
+            await websocket.send_json({"type": "ping"})
+            try:
+                async with asyncio.timeout(PONG_WITHIN):
+                    while True:
+                        message = await websocket_receive(websocket)
+                        if message["type"] == "websocket.disconnect":
+                            return message
+                        if json.loads(message.get("text") or "{}").get("type") == "pong":
+                            return message
+            except TimeoutError:
+                await websocket.close(1011)
+                return None
+
+    return alive_app(receive)
+
+
+@pytest.mark.parametrize(("app", "reported", "hint"), [
+    (leaks_a_quiet_watchdog(), "tasks your code started were still running (5): watchdog ×5",
+     "a task started for a connection must end with it"),
+    (watchdog_task(cancel=False), "tasks your code started were still running",
+     "cancel the task in a finally"),
+    (polls_on_a_sleep(), "a ping should be answered at once", "Wait on the receive itself"),
+    (only_a_pong_answers(), "dee answers the server's ping with a ping of her own",
+     "every frame the client sends shows it is alive"),
+], ids=["leaks-a-quiet-task", "leaks-a-watchdog", "polls-on-a-sleep", "only-a-pong-answers"])
+def test_heartbeat_leaks_and_slow_or_deaf_loops_fail_with_an_aimed_hint(app: FastAPI, reported: str,
+                                                                         hint: str) -> None:
+    aimed(check_heartbeat(app), reported, hint)
+
+
+def pinged_flag() -> FastAPI:
+    """One timeout whose length depends on whether the server has pinged: another shape of the answer."""
+
+    async def receive(websocket: WebSocket) -> Any:
+        pinged = False
+        while True:
+            try:
+                async with asyncio.timeout(PONG_WITHIN if pinged else PING_AFTER):
+                    return await websocket.receive()
+            except TimeoutError:
+                if pinged:
+                    await websocket.close(1011, "no pong")
+                    return None
+                pinged = True
+                await websocket.send_json({"type": "ping"})
+
+    return alive_app(receive)
+
+
+async def receive_within(websocket: WebSocket, seconds: float) -> Any:
+    try:
+        return await asyncio.wait_for(websocket.receive(), seconds)
+    except TimeoutError:
+        return None
+
+
+async def wait_for_helper(websocket: WebSocket) -> Any:
+    """A helper around asyncio.wait_for instead of asyncio.timeout."""
+    message = await receive_within(websocket, PING_AFTER)
+    if message is None:
+        await websocket.send_json({"type": "ping"})
+        message = await receive_within(websocket, PONG_WITHIN)
+        if message is None:
+            await websocket.close(code=1011, reason="heartbeat: no pong")
+    return message
+
+
+@pytest.mark.parametrize("app", [
+    alive_app(heartbeat()), pinged_flag(), alive_app(wait_for_helper), watchdog_task(cancel=True),
+], ids=["timeout-twice", "pinged-flag", "wait-for-helper", "watchdog-cancelled"])
+def test_heartbeat_correct_variants_pass(app: FastAPI) -> None:
+    result = check_heartbeat(app)
+    assert result.passed, str(result)
+
+
+def test_the_heartbeat_stub_hint_does_not_give_the_answer() -> None:
+    app = FastAPI()
+
+    @app.websocket("/ws/alive")
+    async def alive(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise NotImplementedError
+
+    result = check_heartbeat(app)
+    assert result.status == "not done" and "Hint:" in str(result)
+    for answer in ("asyncio.timeout(", "1011", "send_json", "{'type': 'ping'}"):
+        assert answer not in result.hint

@@ -16,20 +16,23 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
+from wslab.demos.streaming_scenarios import cancel_app_tasks, server_tasks
 from wslab.lab.client import LabClient, connect
 from wslab.lab.server import LabServer
-from wslab.lab.transcript import Transcript
+from wslab.lab.transcript import EVENT, Transcript
 from wslab.reference.auth import Tokens
 from wslab.reference.feeds import LiveNotifications, PriceFeed
 
+from .aimed import Aim, Missed, expect_or
 from .result import CheckResult, Mismatch, expect, run_check
 
-__all__ = ["PING_AFTER", "PONG_WITHIN", "check_heartbeat", "check_since", "check_symbols"]
+__all__ = ["ANSWER_WITHIN", "PING_AFTER", "PONG_WITHIN", "check_heartbeat", "check_since", "check_symbols"]
 
 PING_AFTER = 0.5  # exercise 5.3: seconds of silence before the endpoint pings
 PONG_WITHIN = 0.5  # exercise 5.3: seconds the client then has to answer
 SLACK = 0.1  # what a timer may fire early by, as the client measures it
 PATIENCE = 2.0  # seconds to wait for a frame that should come
+ANSWER_WITHIN = 0.25  # exercise 5.3: seconds a ping may wait for its pong (a loop on a sleep is slower)
 
 
 def _state(server: LabServer, name: str, kind: type[Any]) -> Any:
@@ -190,19 +193,83 @@ def check_since(app: Any) -> CheckResult:
 
 
 # -- exercise 5.3 ---------------------------------------------------------------------------------------
+HEARTBEAT_START = ("not done yet? Start where the loop waits for the client's next message: that wait is "
+                   "what must not last for ever. Section 6 and the exercise name the tool to bound it.")
+LEAK_HINT = ("a task started for a connection must end with it: prefer no task at all (bound the receive "
+             "itself with a timeout), or cancel the task in a finally when the handler returns.")
+
+
 async def _ping_after_silence(client: LabClient, since: float) -> None:
-    frame = await _frame(client, "a ping after 0.5 s of silence")
-    expect(frame, {"type": "ping"}, f"after {PING_AFTER:g} s of silence the server should send a ping")
+    step = f"after {PING_AFTER:g} s of silence the server should send a ping"
+    hint = ("when the wait for the next message times out, send {'type': 'ping'} and wait again, this time "
+            "for PONG_WITHIN seconds.")
+    try:
+        frame = await _frame(client, step)
+    except Missed:
+        raise
+    except Mismatch as missed:
+        wanted = missed.expected if "JSON" in str(missed.expected) else {"type": "ping"}
+        raise Missed(step, wanted, missed.got, hint) from None
+    expect_or(frame, {"type": "ping"}, step, hint)
     silent = time.monotonic() - since
     if silent < PING_AFTER - SLACK:
-        raise Mismatch(f"a ping should come only after {PING_AFTER:g} s without a frame from the client",
-                       f"a ping after {PING_AFTER:g} s", f"a ping after {silent:.1f} s")
+        raise Missed(f"a ping should come only after {PING_AFTER:g} s without a frame from the client",
+                     f"a ping after {PING_AFTER:g} s", f"a ping after {silent:.1f} s",
+                     "the clock is the client's silence: start it again at every frame the client sends, "
+                     "and ping only when it reaches PING_AFTER.")
+
+
+async def _pong(client: LabClient, step: str) -> None:
+    """Send a ping; the pong must come at once (not at the next tick of a sleeping loop)."""
+    await client.send({"type": "ping"})
+    sent = time.monotonic()
+    hint = ("every frame the client sends shows it is alive, whether or not the server has just pinged: "
+            "handle it as usual (a ping gets its pong) and start the clock again.")
+    try:
+        frame = await _frame(client, step)
+    except Mismatch as missed:
+        wanted = missed.expected if "JSON" in str(missed.expected) else {"type": "pong"}
+        raise Missed(step, wanted, missed.got, hint) from None
+    expect_or(frame, {"type": "pong"}, step, hint)
+    waited = time.monotonic() - sent
+    if waited > ANSWER_WITHIN:
+        raise Missed(f"{step}: a ping should be answered at once", f"a pong within {ANSWER_WITHIN:g} s",
+                     f"a pong after {waited:.2f} s",
+                     "does the loop sleep and then look whether a message came? Wait on the receive itself, "
+                     "bounded by a timeout, so that a frame is handled the moment it arrives.")
+
+
+async def _left_behind(server: LabServer, visits: int) -> None:
+    """Once every handler has returned, no task the app started may still run; cancel any that do."""
+    if not await asyncio.to_thread(server.wait_idle, PATIENCE):
+        raise Missed(f"after {visits} visits every client had left, but a handler was still running",
+                     "every handler returned", f"{server.sessions.active} still running",
+                     "return from the handler once the connection is closed (after a disconnect, and right "
+                     "after closing it yourself with 1011).")
+    tasks = await asyncio.to_thread(server_tasks, server)
+    if tasks:
+        await asyncio.to_thread(cancel_app_tasks, server)  # so that the server can stop cleanly
+        left = ", ".join(f"{name} ×{count}" for name, count in tasks.items())
+        raise Missed(f"after {visits} visits and every client gone, tasks your code started were still "
+                     f"running ({sum(tasks.values())}): {left}",
+                     "no task left once the connections have closed", tasks, LEAK_HINT)
 
 
 def check_heartbeat(app: Any) -> CheckResult:
     """Exercise 5.3: ``/ws/alive`` sends ``{"type": "ping"}`` after 0.5 s without a frame from the client
     and closes with 1011 if nothing comes within 0.5 s more; any frame resets the clock; it answers
-    ``{"type": "ping"}`` with ``{"type": "pong"}``."""
+    ``{"type": "ping"}`` with ``{"type": "pong"}``.
+
+    Five clients visit: ada answers every ping, dee answers a ping with a ping of her own (any frame is an
+    answer), bo talks every 0.1 s, cy stays silent, eve's connection drops without a close frame. Then no
+    handler and no task the app started may still be running. Refused, among others:
+
+    - a watchdog task per connection that is never cancelled (a leak, even when it never raises);
+    - a loop that sleeps and then looks whether a frame came (frames wait for their answer);
+    - only a ``pong`` counts as an answer to a ping (a message or the client's own ping is dropped);
+    - pinging on a fixed schedule whatever the traffic; pinging too early; never pinging;
+    - closing without a ping, too early, with 1000, or never.
+    """
 
     async def scenario(server: LabServer, transcript: Transcript) -> None:
         async with connect(server, "/ws/alive", name="ada", transcript=transcript) as ada:
@@ -211,13 +278,15 @@ def check_heartbeat(app: Any) -> CheckResult:
                 await _ping_after_silence(ada, since)
                 await ada.send({"type": "pong"})
                 since = time.monotonic()
-            await ada.send({"type": "ping"})
-            expect(await _frame(ada, "a pong"), {"type": "pong"}, "a client's ping should get a pong")
+            await _pong(ada, "a client's ping should get a pong")
+        async with connect(server, "/ws/alive", name="dee", transcript=transcript) as dee:
+            await _ping_after_silence(dee, time.monotonic())
+            await _pong(dee, "dee answers the server's ping with a ping of her own: any frame is an answer, "
+                             "and her ping should get its pong")
+            await _ping_after_silence(dee, time.monotonic())  # still open, and the clock started again
         async with connect(server, "/ws/alive", name="bo", transcript=transcript) as bo:
             for _ in range(8):  # he talks every 0.1 s: never silent long enough to be pinged
-                await bo.send({"type": "ping"})
-                expect(await _frame(bo, "a pong"), {"type": "pong"},
-                       "a client that sends a frame every 0.1 s is alive: answer it, never ping it")
+                await _pong(bo, "a client that sends a frame every 0.1 s is alive: answer it, never ping it")
                 await asyncio.sleep(PING_AFTER / 5)
         async with connect(server, "/ws/alive", name="cy", transcript=transcript) as cy:
             await _ping_after_silence(cy, time.monotonic())
@@ -227,16 +296,27 @@ def check_heartbeat(app: Any) -> CheckResult:
                 code = await cy.wait_closed(PONG_WITHIN + PATIENCE)
             except TimeoutError:
                 code = f"still open {PONG_WITHIN + PATIENCE:g} s after the ping"
-            expect(code, 1011, "a client that does not answer the ping should be closed with 1011")
+            expect_or(code, 1011, "a client that does not answer the ping should be closed with 1011",
+                      "when the second wait (PONG_WITHIN) times out too, close with code 1011 and return: "
+                      "1011 tells the client the connection was given up, not that all is well.")
             waited = time.monotonic() - pinged
             if waited < PONG_WITHIN - SLACK:
-                raise Mismatch(f"the client should get {PONG_WITHIN:g} s to answer the ping",
-                               f"closed {PONG_WITHIN:g} s after the ping", f"closed after {waited:.1f} s")
+                raise Missed(f"the client should get {PONG_WITHIN:g} s to answer the ping",
+                             f"closed {PONG_WITHIN:g} s after the ping", f"closed after {waited:.1f} s",
+                             "after the ping, wait PONG_WITHIN seconds for any frame before closing.")
+        eve = await connect(server, "/ws/alive", name="eve", transcript=transcript)
+        try:
+            await _pong(eve, "a client's ping should get a pong")
+        finally:
+            eve.connection.transport.abort()  # her network goes: no close frame
+            transcript.add("eve", EVENT, "her connection drops (no close frame)")
+            await eve.connection.wait_closed()
+        await _left_behind(server, 5)
 
-    return run_check(
-        "Exercise 5.3 (heartbeat)", app, scenario,
-        passed="silent clients are pinged, and closed if they stay silent; talkative ones are left alone.",
-        hint="wrap each websocket.receive() in `async with asyncio.timeout(PING_AFTER)`; on TimeoutError "
-             "send {'type': 'ping'} and wait again with asyncio.timeout(PONG_WITHIN); on a second "
-             "TimeoutError, await websocket.close(1011, ...) and return. Any frame starts the clock again.",
-    )
+    aim = Aim()
+    return aim.apply(run_check(
+        "Exercise 5.3 (heartbeat)", app, aim.watch(scenario),
+        passed="silent clients are pinged, and closed if they stay silent; talkative ones are left alone; "
+               "nothing outlives its connection.",
+        hint=HEARTBEAT_START,
+    ))
