@@ -27,10 +27,17 @@ def failed(result: CheckResult, reported: str) -> None:
     assert "Hint:" in str(result)
 
 
+def aimed(result: CheckResult, reported: str, hint: str) -> None:
+    """Failed, naming ``reported``, with a hint that speaks of ``hint`` (aimed at that failure)."""
+    failed(result, reported)
+    assert hint in result.hint, result.hint
+
+
 # -- exercise 5.1: symbols ---------------------------------------------------------------------------------
 def symbols(frame: Any) -> list[str] | None:
     if isinstance(frame, dict) and frame.get("type") in ("subscribe", "unsubscribe"):
-        return list(frame.get("symbols", []))
+        wanted = frame.get("symbols")
+        return list(wanted) if isinstance(wanted, list) else []
     return None
 
 
@@ -84,16 +91,120 @@ def unsubscribe_replaces_too(subscription: Subscription, frame: Any) -> Frame | 
     return {"type": "subscribed", "symbols": sorted(subscription.symbols)}
 
 
-@pytest.mark.parametrize(("handle", "reported"), [
-    (replies_but_does_not_filter, "after subscribing to ACME, prices should hold ACME only"),
-    (one_set_for_every_connection, "bo never subscribed: he should still get every symbol"),
-    (forgets_the_other_frames, "got:      {'type': 'error', 'message': 'unknown frame'}"),
-    (accepts_any_symbol, "subscribing to an unknown symbol should get an error frame"),
-    (unsubscribe_replaces_too, '{"type": "unsubscribe", "symbols": ["ACME"]} should be answered with'),
+def shared_set(subscription: Subscription, frame: Any) -> Frame | None:
+    """Every connection's subscription.symbols is the same set object."""
+    wanted = symbols(frame)
+    if wanted is None:
+        return handle_price_frame(subscription, frame)
+    if not set(wanted) <= set(subscription.feed.symbols):
+        return {"type": "error", "message": "unknown symbol"}
+    if frame["type"] == "subscribe":
+        SHARED.clear()
+        SHARED.update(wanted)
+    else:
+        SHARED.difference_update(wanted)
+    subscription.symbols = SHARED
+    return {"type": "subscribed", "symbols": sorted(SHARED)}
+
+
+def crashes_without_symbols(subscription: Subscription, frame: Any) -> Frame | None:
+    if isinstance(frame, dict) and frame.get("type") in ("subscribe", "unsubscribe"):
+        wanted = set(frame["symbols"])
+        if not wanted <= set(subscription.feed.symbols):
+            return {"type": "error", "message": "unknown symbol"}
+        subscription.symbols = wanted if frame["type"] == "subscribe" else subscription.symbols - wanted
+        return {"type": "subscribed", "symbols": sorted(subscription.symbols)}
+    return handle_price_frame(subscription, frame)
+
+
+def ignores_unknown_on_unsubscribe(subscription: Subscription, frame: Any) -> Frame | None:
+    wanted = symbols(frame)
+    if wanted is None or frame["type"] == "subscribe":
+        return checked(subscription, frame)
+    subscription.symbols = subscription.symbols - set(wanted)
+    return {"type": "subscribed", "symbols": sorted(subscription.symbols)}
+
+
+def applies_the_known_ones(subscription: Subscription, frame: Any) -> Frame | None:
+    wanted = symbols(frame)
+    if wanted is None:
+        return handle_price_frame(subscription, frame)
+    known = {symbol for symbol in wanted if symbol in subscription.feed.symbols}
+    subscription.symbols = known if frame["type"] == "subscribe" else subscription.symbols - known
+    if known != set(wanted):
+        return {"type": "error", "message": "some symbols are unknown"}
+    return {"type": "subscribed", "symbols": sorted(subscription.symbols)}
+
+
+def unsorted_reply(subscription: Subscription, frame: Any) -> Frame | None:
+    reply = checked(subscription, frame)
+    if reply is not None and reply["type"] == "subscribed":
+        reply["symbols"] = sorted(reply["symbols"], reverse=True)
+    return reply
+
+
+@pytest.mark.parametrize(("handle", "reported", "hint"), [
+    (replies_but_does_not_filter, "after subscribing to ACME, ada's prices should hold ACME only",
+     "set subscription.symbols"),
+    (one_set_for_every_connection, "bo never subscribed: he should still get every symbol",
+     "each connection has its own Subscription"),
+    (shared_set, "after bo's subscription, ada's prices should hold ACME",
+     "never one that other connections"),
+    (forgets_the_other_frames, "got:      {'type': 'error', 'message': 'unknown frame'}",
+     "must still reach handle_price_frame"),
+    (accepts_any_symbol, '{"type": "subscribe", "symbols": ["NOPE"]} should get an error frame',
+     "every symbol in it one of subscription.feed.symbols"),
+    (unsubscribe_replaces_too, '{"type": "unsubscribe", "symbols": ["ACME"]} should be answered with',
+     "unsubscribe removes"),
+    (crashes_without_symbols, "your code raised KeyError: 'symbols'", "start in handle_symbols"),
+    (ignores_unknown_on_unsubscribe, '"symbols": ["GLOBEX", "NOPE"]} should get an error',
+     "(for unsubscribe too)"),
+    (applies_the_known_ones, "after the unknown symbols, ada's prices should still hold GLOBEX",
+     "a request with one bad symbol changes nothing"),
+    (unsorted_reply, "should be answered with", "a set has no order"),
 ])
-def test_symbols_wrong_answers_fail(handle: Callable[[Subscription, Any], Frame | None],
-                                    reported: str) -> None:
-    failed(check_symbols(streaming_app(PriceFeed(), handle=handle)), reported)
+def test_symbols_wrong_answers_fail(handle: Callable[[Subscription, Any], Frame | None], reported: str,
+                                    hint: str) -> None:
+    aimed(check_symbols(streaming_app(PriceFeed(), handle=handle)), reported, hint)
+
+
+def checked(subscription: Subscription, frame: Any) -> Frame | None:
+    """A correct answer: every symbol checked first, then this connection's own set changed."""
+    wanted = symbols(frame)
+    if wanted is None:
+        return handle_price_frame(subscription, frame)
+    if not isinstance(frame.get("symbols"), list) or not set(wanted) <= set(subscription.feed.symbols):
+        return {"type": "error", "message": "unknown symbol"}
+    subscription.symbols = set(wanted) if frame["type"] == "subscribe" else subscription.symbols - set(wanted)
+    return {"type": "subscribed", "symbols": sorted(subscription.symbols)}
+
+
+def with_a_count(subscription: Subscription, frame: Any) -> Frame | None:
+    reply = checked(subscription, frame)
+    if reply is not None and reply["type"] == "subscribed":
+        reply["count"] = len(reply["symbols"])  # an extra field is fine
+    return reply
+
+
+def with_match(subscription: Subscription, frame: Any) -> Frame | None:
+    match frame:
+        case {"type": "subscribe" | "unsubscribe" as kind, "symbols": list(wanted)} \
+                if set(wanted) <= set(subscription.feed.symbols):
+            if kind == "subscribe":
+                subscription.symbols = set(wanted)
+            else:
+                subscription.symbols.difference_update(wanted)  # in place: the set is this connection's
+            return {"type": "subscribed", "symbols": sorted(subscription.symbols)}
+        case {"type": "subscribe" | "unsubscribe"}:
+            return {"type": "error", "message": "symbols: a list of the feed's symbols"}
+        case _:
+            return handle_price_frame(subscription, frame)
+
+
+@pytest.mark.parametrize("handle", [checked, with_a_count, with_match])
+def test_symbols_correct_variants_pass(handle: Callable[[Subscription, Any], Frame | None]) -> None:
+    result = check_symbols(streaming_app(PriceFeed(), handle=handle))
+    assert result.passed, str(result)
 
 
 def test_an_app_without_a_feed_in_its_state_is_told_how_to_make_one() -> None:
@@ -164,16 +275,54 @@ class ReplaysTwice(Notifications):
         return inbox
 
 
-@pytest.mark.parametrize(("hub", "reported"), [
-    (ReplaysEverything, "with since=1, ada should first get the notifications she missed"),
-    (ReplaysWithoutSince, "without since, a client gets live notifications only"),
-    (KeepsEverything, "only the last 20 notifications are kept"),
-    (OneHistoryForEveryone, "each user has a history of their own"),
-    (KeepsNothing, "got:      'nothing within 2 s'"),
-    (ReplaysTwice, "then live ones, without repeats"),
+class ReplaysToEveryConnection(Kept):
+    """Queues the replay in every open inbox of the user, not only the one that asked."""
+
+    def subscribe(self, user: str, since: int | None = None) -> Inbox:
+        inbox = LiveNotifications.subscribe(self, user, since)
+        for frame in self._kept(user):
+            if self.wanted(frame, since):
+                for other in self._inboxes.get(user, []):
+                    other.put_frame(frame)
+        return inbox
+
+
+class ReplaysOnlyATruthySince(Kept):
+    def wanted(self, frame: Frame, since: int | None) -> bool:
+        return bool(since) and frame["seq"] > (since or 0)
+
+
+@pytest.mark.parametrize(("hub", "reported", "hint"), [
+    (ReplaysEverything, "with since=1, ada should first get the notifications she missed",
+     "replay the kept frames with a larger seq"),
+    (ReplaysWithoutSince, "without since, a client gets live notifications only", "since is None"),
+    (KeepsEverything, "only the last 20 notifications are kept", "keep only each user's last 20"),
+    (ReplaysOnlyATruthySince, "only the last 20 notifications are kept", "since=0 is a request too"),
+    (OneHistoryForEveryone, "each user has a history of their own", "keep a history per user"),
+    (KeepsNothing, "got:      ['nothing within 2 s']", "replay the kept frames"),
+    (ReplaysTwice, "then live ones, without repeats", "each frame once"),
+    (ReplaysToEveryConnection, "ada's phone was online all along", "not in every inbox of the user"),
 ])
-def test_since_wrong_answers_fail(hub: type[LiveNotifications], reported: str) -> None:
-    failed(check_since(streaming_app(hub=hub())), reported)
+def test_since_wrong_answers_fail(hub: type[LiveNotifications], reported: str, hint: str) -> None:
+    aimed(check_since(streaming_app(hub=hub())), reported, hint)
+
+
+class KeepsCopiesAndSorts(Kept):
+    """Another shape: copies of the frames kept, the replay sorted, a comprehension."""
+
+    def publish(self, user: str, notification: Any) -> Frame:
+        frame = LiveNotifications.publish(self, user, notification)
+        self.history[user].append(dict(frame))
+        return frame
+
+    def subscribe(self, user: str, since: int | None = None) -> Inbox:
+        inbox = LiveNotifications.subscribe(self, user, since)
+        if since is None:
+            return inbox
+        missed = [frame for frame in self.history.get(user, ()) if frame["seq"] > since]
+        for frame in sorted(missed, key=lambda f: f["seq"]):
+            inbox.put_frame(dict(frame))
+        return inbox
 
 
 def test_the_hub_the_exercise_starts_from_passes_the_live_steps_of_since_but_not_the_replay() -> None:
@@ -181,8 +330,10 @@ def test_the_hub_the_exercise_starts_from_passes_the_live_steps_of_since_but_not
            "with since=1, ada should first get the notifications she missed")
 
 
-def test_the_reference_hub_passes_since() -> None:
-    assert check_since(streaming_app()).passed
+@pytest.mark.parametrize("hub", [Notifications, Kept, KeepsCopiesAndSorts])
+def test_since_correct_variants_pass(hub: type[LiveNotifications]) -> None:
+    result = check_since(streaming_app(hub=hub()))
+    assert result.passed, str(result)
 
 
 # -- exercise 5.3: heartbeat -------------------------------------------------------------------------------
@@ -254,11 +405,6 @@ async def receive_plainly(websocket: WebSocket) -> Any:
 def test_heartbeat_wrong_answers_fail(app: FastAPI, reported: str) -> None:
     failed(check_heartbeat(app), reported)
 
-
-def aimed(result: CheckResult, reported: str, hint: str) -> None:
-    """Failed, naming ``reported``, with a hint that speaks of ``hint`` (aimed at that failure)."""
-    failed(result, reported)
-    assert hint in result.hint, result.hint
 
 
 def leaks_a_quiet_watchdog() -> FastAPI:

@@ -57,7 +57,8 @@ class Aim:
         return watched
 
     def apply(self, result: CheckResult) -> CheckResult:
-        """``result``, with the aimed hint if the check failed on a :class:`Missed`."""
-        if result.status == "failed" and self.hint:
+        """``result``, with the aimed hint if the check failed on a :class:`Missed`, unless the learner's
+        code raised first (the step then failed because of the exception, which the verdict names)."""
+        if result.status == "failed" and self.hint and "your code raised" not in result.summary:
             result.hint = self.hint
         return result
