@@ -16,7 +16,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from wslab.demos.streaming_scenarios import cancel_app_tasks, server_tasks
+from wslab.demos.streaming_scenarios import cancel_app_tasks, catch_up, server_tasks
 from wslab.lab.client import LabClient, connect
 from wslab.lab.server import LabServer
 from wslab.lab.transcript import EVENT, Transcript
@@ -32,7 +32,7 @@ PING_AFTER = 0.5  # exercise 5.3: seconds of silence before the endpoint pings
 PONG_WITHIN = 0.5  # exercise 5.3: seconds the client then has to answer
 SLACK = 0.1  # what a timer may fire early by, as the client measures it
 PATIENCE = 2.0  # seconds to wait for a frame that should come
-ANSWER_WITHIN = 0.25  # exercise 5.3: seconds a ping may wait for its pong (a loop on a sleep is slower)
+ANSWER_WITHIN = 0.3  # exercise 5.3: seconds a ping may wait for its pong (a loop on a sleep is slower)
 
 
 def _state(server: LabServer, name: str, kind: type[Any]) -> Any:
@@ -294,7 +294,9 @@ LEAK_HINT = ("a task started for a connection must end with it: prefer no task a
              "itself with a timeout), or cancel the task in a finally when the handler returns.")
 
 
-async def _ping_after_silence(client: LabClient, since: float) -> None:
+async def _ping_after_silence(client: LabClient, since: float | None) -> None:
+    """The next frame must be a ping; with ``since`` (when the client last sent a frame), not too early. (From
+    a connection's start the client cannot tell when the server's clock started: no timing then.)"""
     step = f"after {PING_AFTER:g} s of silence the server should send a ping"
     hint = ("when the wait for the next message times out, send {'type': 'ping'} and wait again, this time "
             "for PONG_WITHIN seconds.")
@@ -306,18 +308,19 @@ async def _ping_after_silence(client: LabClient, since: float) -> None:
         wanted = missed.expected if "JSON" in str(missed.expected) else {"type": "ping"}
         raise Missed(step, wanted, missed.got, hint) from None
     expect_or(frame, {"type": "ping"}, step, hint)
-    silent = time.monotonic() - since
-    if silent < PING_AFTER - SLACK:
+    silent = 0.0 if since is None else time.monotonic() - since
+    if since is not None and silent < PING_AFTER - SLACK:
         raise Missed(f"a ping should come only after {PING_AFTER:g} s without a frame from the client",
                      f"a ping after {PING_AFTER:g} s", f"a ping after {silent:.1f} s",
                      "the clock is the client's silence: start it again at every frame the client sends, "
                      "and ping only when it reaches PING_AFTER.")
 
 
-async def _pong(client: LabClient, step: str) -> None:
-    """Send a ping; the pong must come at once (not at the next tick of a sleeping loop)."""
-    await client.send({"type": "ping"})
+async def _pong(client: LabClient, step: str) -> float:
+    """Send a ping; the pong must come at once (not at the next tick of a sleeping loop). Returns when the
+    ping was sent."""
     sent = time.monotonic()
+    await client.send({"type": "ping"})
     hint = ("every frame the client sends shows it is alive, whether or not the server has just pinged: "
             "handle it as usual (a ping gets its pong) and start the clock again.")
     try:
@@ -332,6 +335,7 @@ async def _pong(client: LabClient, step: str) -> None:
                      f"a pong after {waited:.2f} s",
                      "does the loop sleep and then look whether a message came? Wait on the receive itself, "
                      "bounded by a timeout, so that a frame is handled the moment it arrives.")
+    return sent
 
 
 async def _left_behind(server: LabServer, visits: int) -> None:
@@ -342,6 +346,9 @@ async def _left_behind(server: LabServer, visits: int) -> None:
                      "return from the handler once the connection is closed (after a disconnect, and right "
                      "after closing it yourself with 1011).")
     tasks = await asyncio.to_thread(server_tasks, server)
+    if tasks:  # a task cancelled as the handler returned ends at the loop's next turns: give it those
+        await catch_up(server)
+        tasks = await asyncio.to_thread(server_tasks, server)
     if tasks:
         await asyncio.to_thread(cancel_app_tasks, server)  # so that the server can stop cleanly
         left = ", ".join(f"{name} ×{count}" for name, count in tasks.items())
@@ -368,23 +375,23 @@ def check_heartbeat(app: Any) -> CheckResult:
 
     async def scenario(server: LabServer, transcript: Transcript) -> None:
         async with connect(server, "/ws/alive", name="ada", transcript=transcript) as ada:
-            since = time.monotonic()
+            since: float | None = None
             for _ in range(2):  # she answers every ping: she stays
                 await _ping_after_silence(ada, since)
                 await ada.send({"type": "pong"})
                 since = time.monotonic()
             await _pong(ada, "a client's ping should get a pong")
         async with connect(server, "/ws/alive", name="dee", transcript=transcript) as dee:
-            await _ping_after_silence(dee, time.monotonic())
-            await _pong(dee, "dee answers the server's ping with a ping of her own: any frame is an answer, "
-                             "and her ping should get its pong")
-            await _ping_after_silence(dee, time.monotonic())  # still open, and the clock started again
+            await _ping_after_silence(dee, None)
+            spoke = await _pong(dee, "dee answers the server's ping with a ping of her own: any frame is an "
+                                     "answer, and her ping should get its pong")
+            await _ping_after_silence(dee, spoke)  # still open, and the clock started again
         async with connect(server, "/ws/alive", name="bo", transcript=transcript) as bo:
             for _ in range(8):  # he talks every 0.1 s: never silent long enough to be pinged
                 await _pong(bo, "a client that sends a frame every 0.1 s is alive: answer it, never ping it")
                 await asyncio.sleep(PING_AFTER / 5)
         async with connect(server, "/ws/alive", name="cy", transcript=transcript) as cy:
-            await _ping_after_silence(cy, time.monotonic())
+            await _ping_after_silence(cy, None)
             pinged = time.monotonic()
             code: int | str | None
             try:
@@ -395,7 +402,7 @@ def check_heartbeat(app: Any) -> CheckResult:
                       "when the second wait (PONG_WITHIN) times out too, close with code 1011 and return: "
                       "1011 tells the client the connection was given up, not that all is well.")
             waited = time.monotonic() - pinged
-            if waited < PONG_WITHIN - SLACK:
+            if waited < PONG_WITHIN - 2 * SLACK:  # from when cy got the ping: it was sent a little earlier
                 raise Missed(f"the client should get {PONG_WITHIN:g} s to answer the ping",
                              f"closed {PONG_WITHIN:g} s after the ping", f"closed after {waited:.1f} s",
                              "after the ping, wait PONG_WITHIN seconds for any frame before closing.")
