@@ -614,3 +614,25 @@ def test_the_heartbeat_stub_hint_does_not_give_the_answer() -> None:
     assert result.status == "not done" and "Hint:" in str(result)
     for answer in ("asyncio.timeout(", "1011", "send_json", "{'type': 'ping'}"):
         assert answer not in result.hint
+
+
+class StubHub(LiveNotifications):
+    def publish(self, user: str, notification: Any) -> Frame:
+        raise NotImplementedError
+
+
+def stub_handle(subscription: Subscription, frame: Any) -> Frame | None:
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize(("result", "answers"), [
+    (lambda: check_symbols(streaming_app(PriceFeed(), handle=stub_handle)),
+     ("sorted(", "subscription.symbols =", "feed.symbols", "{'type': 'subscribed'")),
+    (lambda: check_since(streaming_app(hub=StubHub())), ("deque(", "put_frame", "seq > since", "maxlen")),
+], ids=["symbols", "since"])
+def test_the_stub_hints_of_5_1_and_5_2_say_where_to_start(result: Callable[[], CheckResult],
+                                                           answers: tuple[str, ...]) -> None:
+    verdict = result()
+    assert verdict.status == "not done" and verdict.hint.startswith("start in "), str(verdict)
+    for answer in answers:
+        assert answer not in verdict.hint
