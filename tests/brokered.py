@@ -19,6 +19,7 @@ from typing import Any
 import wslab
 from wslab import LabClient, LabServer, Transcript
 from wslab.reference.auth import Tokens
+from wslab.reference.presence import PRESENCE_TYPES, Presence
 
 SECRET = "wslab-broker-tests-share-one-secret"  # every worker must verify every other worker's tokens
 TOKENS = Tokens(SECRET)
@@ -40,23 +41,30 @@ async def until(client: LabClient, accept: Callable[[Frame], bool], timeout: flo
     async with asyncio.timeout(timeout):
         while True:
             frames.append(await client.recv_json(timeout))
-            if frames[-1]["type"] in ("join", "leave"):
-                _presence[client] = frames[-1]
+            _follow(client, frames[-1])
             if accept(frames[-1]):
                 return frames
 
 
 async def presence(client: LabClient, *users: str, timeout: float = 10.0) -> Frame:
-    """The presence frame (``join`` or ``leave``) that tells ``client`` the room holds exactly ``users``: the
-    last one it received if it does, else the next one that does."""
+    """The presence frame (``join``, ``leave`` or ``users``) after which ``client``'s copy of the list (kept
+    from the changes, as the page keeps it) holds exactly ``users``: the last one it received if so, else
+    the next one that does. Every change must come in step (the next version, the right count)."""
     def accept(frame: Frame) -> bool:
-        return frame["type"] in ("join", "leave") and sorted(frame["users"]) == sorted(users)
+        return frame["type"] in PRESENCE_TYPES and sorted(_presence[client][0].users) == sorted(users)
 
     last = _presence.get(client)
-    return last if last is not None and accept(last) else (await until(client, accept, timeout))[-1]
+    return last[1] if last is not None and accept(last[1]) else (await until(client, accept, timeout))[-1]
 
 
-_presence: weakref.WeakKeyDictionary[LabClient, Frame] = weakref.WeakKeyDictionary()
+def _follow(client: LabClient, frame: Frame) -> None:
+    if frame["type"] in PRESENCE_TYPES:
+        known = _presence[client][0] if client in _presence else Presence()
+        assert known.apply(frame), f"{client.name} missed a presence change: {frame} after {known}"
+        _presence[client] = (known, frame)
+
+
+_presence: weakref.WeakKeyDictionary[LabClient, tuple[Presence, Frame]] = weakref.WeakKeyDictionary()
 
 
 async def chat_messages(client: LabClient, count: int, timeout: float = 10.0) -> list[tuple[str, str]]:
@@ -67,9 +75,9 @@ async def chat_messages(client: LabClient, count: int, timeout: float = 10.0) ->
             frame = await client.recv_json(timeout)
             if frame["type"] == "message":
                 got.append((frame["user"], frame["content"]))
-            elif frame["type"] in ("join", "leave"):
-                _presence[client] = frame
-            elif frame["type"] not in ("join", "leave"):
+            elif frame["type"] in PRESENCE_TYPES:
+                _follow(client, frame)
+            else:
                 raise AssertionError(f"{client.name} got {frame}")
     return got
 

@@ -51,8 +51,8 @@ LONG_FILES = ("test_checks.py", "test_scenarios.py", "test_checks_streaming.py",
 
 
 def _slowest_first(item: pytest.Item) -> int:
-    if item.path.name == "test_notebooks.py":
-        return 0  # a chapter run twice in one kernel: up to a minute each
+    if item.path.name in ("test_notebooks.py", "test_jupyterlab.py"):
+        return 0  # a chapter run twice in one kernel, or in JupyterLab: up to a minute each
     if item.path.name in LONG_FILES:
         return 1
     return 2 if item.path.suffix == ".ipynb" else 3

@@ -264,7 +264,8 @@ def test_wslab_origins_names_the_pages_that_may_connect_to_the_module_level_app(
                     for origin in ("https://www.example.org", server.url, "https://evil.example")}
         assert server.wait_idle(5.0)
     assert outcomes == {
-        "https://www.example.org": 'accepted; first frame: {"type":"join","user":"ada","users":["ada"]}',
+        "https://www.example.org":
+            'accepted; first frame: {"type":"join","user":"ada","users":["ada"],"version":1}',
         server.url: f"HTTP 403, body: connections from pages at {server.url} are refused",  # not listed
         "https://evil.example": "HTTP 403, body: connections from pages at https://evil.example are refused",
     }
@@ -335,7 +336,7 @@ def test_uvicorn_serves_the_module_level_app_as_the_production_guide_says() -> N
             process.wait(timeout=10)
             reader.join(timeout=5)
     logged = "".join(lines.queue)
-    assert seen == ['{"type":"join","user":"ada","users":["ada"]}', "closed 1008", "HTTP 403"]
+    assert seen == ['{"type":"join","user":"ada","users":["ada"],"version":1}', "closed 1008", "HTTP 403"]
     assert "ada - closed 1008: the name 'ada' is already taken in this room\n" in logged
     assert "- refused before accept: HTTP 403 connections from pages at https://evil.example are " in logged
     assert " - left (" not in logged  # a client that leaves is DEBUG: not shown

@@ -77,7 +77,8 @@ def test_every_bad_token_gets_its_own_reason_and_1008_none_a_500_and_no_token_is
     outcomes = wslab.run_sync(try_tokens(server, "/chat/lobby", cases, carry="auth frame"))
     for case, (_, reason) in MATRIX.items():
         if reason is None:
-            assert outcomes[case] == 'accepted; first frame: {"type":"join","user":"ada","users":["ada"]}'
+            assert outcomes[case] == \
+                'accepted; first frame: {"type":"join","user":"ada","users":["ada"],"version":1}'
         else:
             closed = f'accepted, then closed by the server: 1008 (policy violation) "{reason}"'
             assert outcomes[case] == closed
@@ -209,7 +210,7 @@ def test_a_token_from_a_worker_whose_clock_is_3_s_ahead_is_accepted() -> None:
     token = Tokens(SHARED_SECRET).sign({"sub": "ada", "role": "user", "iat": ahead, "exp": ahead + 3600})
     with wslab.serve(secure_app(SecureRooms(Tokens(SHARED_SECRET))), name="t-auth-skew") as server:
         outcome = wslab.run_sync(attempt(server, "/chat/lobby", token, carry="auth frame"))
-    assert outcome == 'accepted; first frame: {"type":"join","user":"ada","users":["ada"]}'
+    assert outcome == 'accepted; first frame: {"type":"join","user":"ada","users":["ada"],"version":1}'
 
 
 @pytest.mark.parametrize("claim", ["iat", "nbf"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +26,8 @@ from wslab.reference.broker import MemoryBroker, broker_from_url, redacted
 from wslab.reference.broker.redis_broker import RedisBroker
 from wslab.reference.broker.shared_room import SharedRoom
 from wslab.reference.manager import Client
-from wslab.reference.protocol import frame_type
+from wslab.reference.presence import Presence
+from wslab.reference.protocol import Users, frame_type
 from wslab.reference.rooms import Room
 from wslab.tools.cli import main
 
@@ -187,9 +189,9 @@ def test_a_worker_that_stops_refreshing_its_users_loses_them_until_it_is_back(re
         await presence(ada, "ada", "bo")
         with b.paused(timeout=10):  # b's loop stands still, as a dead worker's would
             left = await presence(ada, "ada", timeout=3 * TTL + 2)
-            assert left == {"type": "leave", "user": "bo", "users": ["ada"]}
+            assert left == {"type": "leave", "user": "bo", "count": 1, "version": 3}
         back = await presence(ada, "ada", "bo", timeout=3 * TTL + 2)
-        assert back == {"type": "join", "user": "bo", "users": ["ada", "bo"]}
+        assert back == {"type": "join", "user": "bo", "count": 2, "version": 4}
         await bo.send({"type": "message", "content": "I was only asleep"})
         assert await chat_messages(ada, 1) == [("bo", "I was only asleep")]
         await ada.close()
@@ -352,6 +354,35 @@ def test_a_shared_room_applies_what_redis_says_in_order_and_never_goes_back() ->
     room.out_of_step()  # Redis restarted, empty: the next list may add users, and removes nobody
     room.snapshot(["eve"], 1, removals=False)
     assert room.users == ["bo", "dee", "eve"]
+
+
+class Inbox:
+    """Stands in for a member's Client: keeps the frames it is sent."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+
+    def send(self, text: str) -> None:
+        self.frames.append(json.loads(text))
+
+
+def test_a_shared_room_tells_its_members_each_change_with_count_and_version_never_the_list() -> None:
+    room = RedisBroker("redis://127.0.0.1:1/0").room("lobby")
+    room.snapshot(["ada"], 4)  # ada's claim: Redis's list, with her in it
+    ada = Inbox()
+    room.members["ada"] = ada  # type: ignore[assignment]
+    room.snapshot(["ada", "bo"], 5)
+    room.changed("join", "cy", 6)
+    room.changed("leave", "bo", 7)
+    room.snapshot(["ada", "cy", "dee"], 9)  # dee's join (8) came only in a list
+    assert ada.frames == [{"type": "join", "user": "bo", "count": 2, "version": 2},
+                          {"type": "join", "user": "cy", "count": 3, "version": 3},
+                          {"type": "leave", "user": "bo", "count": 2, "version": 4},
+                          {"type": "join", "user": "dee", "count": 3, "version": 5}]
+    assert room.presence() == Users(users=["ada", "cy", "dee"], version=5)
+    copy = Presence()
+    copy.apply({"type": "join", "user": "ada", "users": ["ada"], "version": 1})
+    assert all(copy.apply(frame) for frame in ada.frames) and copy.users == room.users
 
 
 def test_redis_server_restarts_on_its_port_and_stops_twice() -> None:

@@ -182,36 +182,36 @@ def test_a_refused_handshake_is_described_in_words() -> None:
 
 
 # -- exercise 7.2 ---------------------------------------------------------------------------------------
-def leave_with_testclient(users: list[str] | None) -> Test:
+def leave_with_testclient(count: int | None) -> Test:
     """A leave test with TestClient: bo leaves his ``with`` block; ada's next frame is checked, whole if
-    ``users`` is given, else only its type and user."""
+    ``count`` is given, else only its type and user."""
 
     def test(app: FastAPI) -> None:
         with TestClient(app) as client, joined(client, "ada") as ada:
             with joined(client, "bo"):
                 ada.receive_json()
             frame = ada.receive_json()
-            if users is None:
+            if count is None:
                 assert frame["type"] == "leave" and frame["user"] == "bo", frame
             else:
-                assert frame == {"type": "leave", "user": "bo", "users": users}, frame
+                assert frame == {"type": "leave", "user": "bo", "count": count, "version": 3}, frame
 
     return test
 
 
 def test_a_leave_test_with_testclient_passes_too() -> None:
-    assert check_leave_test(leave_with_testclient(["ada"])).passed
+    assert check_leave_test(leave_with_testclient(1)).passed
 
 
-def test_a_leave_test_that_ignores_the_list_fails() -> None:
+def test_a_leave_test_that_ignores_the_count_fails() -> None:
     result = check_leave_test(leave_with_testclient(None))
-    assert result.status == "failed" and "the leave frame still lists the user who left" in str(result)
+    assert result.status == "failed" and "the leave frame still counts the user who left" in str(result)
 
 
-def test_a_leave_test_that_expects_an_empty_list_fails_on_the_complete_app() -> None:
-    result = check_leave_test(leave_with_testclient([]))
+def test_a_leave_test_that_expects_an_empty_room_fails_on_the_complete_app() -> None:
+    result = check_leave_test(leave_with_testclient(0))
     assert result.status == "failed" and "fails on the complete app" in str(result)
-    assert "AssertionError: {'type': 'leave', 'user': 'bo', 'users': ['ada']}" in result.details[0]
+    assert "AssertionError: {'type': 'leave', 'user': 'bo', 'count': 1, 'version': 3}" in result.details[0]
 
 
 async def waits_without_a_limit(app: FastAPI) -> None:
@@ -315,7 +315,7 @@ async def leave_after_a_sleep(app: FastAPI) -> None:
                 await asyncio.wait_for(ada.recv(), 2)  # bo's join
             await asyncio.sleep(0.5)
             frame = json.loads(await asyncio.wait_for(ada.recv(), 0.05))
-            assert frame == {"type": "leave", "user": "bo", "users": ["ada"]}, frame
+            assert frame == {"type": "leave", "user": "bo", "count": 1, "version": 3}, frame
 
 
 def leave_judged_by_its_class(app: FastAPI) -> None:

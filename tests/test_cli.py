@@ -65,7 +65,7 @@ def test_wslab_serve_prints_the_address_serves_the_app_and_stops_on_ctrl_c() -> 
                 await ada.send({"type": "auth", "token": token})
                 return await ada.recv_json()
 
-        assert wslab.run_sync(chat()) == {"type": "join", "user": "ada", "users": ["ada"]}
+        assert wslab.run_sync(chat()) == {"type": "join", "user": "ada", "users": ["ada"], "version": 1}
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=10)

@@ -83,7 +83,7 @@ async def not_json_then_message(server: LabServer) -> Any:
 
 SCENARIOS: dict[Bug, tuple[Scenario, Any]] = {  # each bug's scenario, and what the complete app does
     "private leak": (private_then_public, {"type": "message", "user": "ada", "content": "hi all"}),
-    "stale leave": (bo_leaves, {"type": "leave", "user": "bo", "users": ["ada"]}),
+    "stale leave": (bo_leaves, {"type": "leave", "user": "bo", "count": 1, "version": 3}),
     "trusted sender": (claims_to_be_bo, {"type": "message", "user": "ada", "content": "hi"}),
     "bad json closes": (not_json_then_message,
                         ["error", {"type": "message", "user": "ada", "content": "still here"}]),
@@ -124,8 +124,8 @@ def test_each_variant_has_one_bug_only(bug: Bug) -> None:
 def test_what_each_bug_looks_like() -> None:
     private = {"type": "private", "from": "ada", "to": "bo", "content": "psst"}
     assert observe(planted_app("private leak"), private_then_public) == private
-    assert observe(planted_app("stale leave"), bo_leaves) == {"type": "leave", "user": "bo",
-                                                              "users": ["ada", "bo"]}
+    assert observe(planted_app("stale leave"), bo_leaves) == {"type": "leave", "user": "bo", "count": 2,
+                                                              "version": 3}
     assert observe(planted_app("trusted sender"), claims_to_be_bo)["user"] == "bo"
     assert observe(planted_app("bad json closes"), not_json_then_message) == ["closed: 1003 invalid JSON"]
 

@@ -11,9 +11,12 @@ from wslab.reference.protocol import (
     ChatMessage,
     Error,
     Join,
+    Leave,
     Private,
     PrivateMessage,
     ProtocolError,
+    Users,
+    Who,
     encode,
     loads,
     parse,
@@ -24,6 +27,19 @@ from wslab.reference.protocol import (
 
 def test_parse_accepts_a_message() -> None:
     assert parse('{"type": "message", "content": "hi all"}') == ChatMessage(type="message", content="hi all")
+
+
+def test_parse_accepts_a_request_for_the_user_list() -> None:
+    assert parse('{"type": "who"}') == Who(type="who")
+
+
+def test_presence_frames_carry_the_list_only_to_whoever_needs_it_whole() -> None:
+    assert encode(Join(user="cy", users=["ada", "bo", "cy"], version=3)) == \
+        '{"type":"join","user":"cy","users":["ada","bo","cy"],"version":3}'
+    assert encode(Join(user="cy", count=3, version=3)) == '{"type":"join","user":"cy","count":3,"version":3}'
+    assert encode(Leave(user="ada", count=2, version=4)) == \
+        '{"type":"leave","user":"ada","count":2,"version":4}'
+    assert encode(Users(users=["bo", "cy"], version=4)) == '{"type":"users","users":["bo","cy"],"version":4}'
 
 
 def test_parse_accepts_a_private_message() -> None:
@@ -45,9 +61,9 @@ def test_parse_accepts_content_of_exactly_max_content_characters() -> None:
     pytest.param("[1, 2]", 'expected a JSON object with a "type", got a JSON array', id="array"),
     pytest.param('"hi"', 'expected a JSON object with a "type", got a JSON string', id="string"),
     pytest.param("null", 'expected a JSON object with a "type", got a JSON null', id="null"),
-    pytest.param('{"content": "hi"}', 'missing "type": expected "message" or "private"', id="no-type"),
+    pytest.param('{"content": "hi"}', 'missing "type": expected "message", "private" or "who"', id="no-type"),
     pytest.param('{"type": "shout", "content": "hi"}',
-                 'unknown type "shout": expected "message" or "private"', id="unknown-type"),
+                 'unknown type "shout": expected "message", "private" or "who"', id="unknown-type"),
     pytest.param('{"type": "message"}', 'missing "content"', id="no-content"),
     pytest.param('{"type": "private", "content": "hi"}', 'missing "to"', id="no-to"),
     pytest.param('{"type": "message", "content": ""}', '"content" is empty', id="empty-content"),

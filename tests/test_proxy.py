@@ -110,7 +110,8 @@ def test_the_origin_check_admits_the_proxied_page_and_still_refuses_another_site
         token = app.state.rooms.tokens.issue("ada")
         with connect(ws_url, origin=jupyter, open_timeout=10) as ws:  # the proxied page's own origin
             ws.send(json.dumps({"type": "auth", "token": token}))
-            assert json.loads(ws.recv(timeout=10)) == {"type": "join", "user": "ada", "users": ["ada"]}
+            assert json.loads(ws.recv(timeout=10)) == \
+                {"type": "join", "user": "ada", "users": ["ada"], "version": 1}
         # jupyter-server-proxy accepts the browser's handshake before it opens its own to the app, so a
         # refusal (403 before accept) reaches the page as a close, with no frame before it.
         with connect(ws_url, origin="http://evil.example", open_timeout=10) as ws, \

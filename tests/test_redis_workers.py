@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import websockets
-from brokered import TOKENS, Process, Worker, chat_messages, login, presence
+from brokered import TOKENS, Process, Worker, chat_messages, login, presence, until
 
 import wslab
 from wslab.lab.redis_server import RedisServer
@@ -81,6 +81,34 @@ def test_workers_deliver_every_message_once_pass_private_messages_and_forget_a_k
                 await client.close()
 
     with workers(f"{redis.url}?presence_ttl={TTL}") as (a, b):
+        wslab.run_sync(scenario(a, b), timeout=60)
+
+
+def test_presence_on_two_workers_the_joiner_gets_the_list_the_others_the_change_and_who_the_list(
+        redis: RedisServer) -> None:
+    async def scenario(a: Worker, b: Worker) -> None:
+        ada, bo, cy = await login(a.url, "ada"), await login(b.url, "bo"), await login(a.url, "cy")
+        try:
+            changes = []
+            for client in (ada, bo, cy):  # each copy kept from the changes, every one in step (brokered)
+                changes.append(await presence(client, "ada", "bo", "cy"))
+            assert changes[2]["users"] == ["ada", "bo", "cy"]  # cy's own join: the whole list
+            assert [{key: frame[key] for key in ("type", "user", "count")} for frame in changes[:2]] == \
+                [{"type": "join", "user": "cy", "count": 3}] * 2  # on both workers: the change alone
+            assert "users" not in changes[0] and "users" not in changes[1]
+            await cy.close()
+            for client in (ada, bo):
+                left = await presence(client, "ada", "bo")
+                assert (left["type"], left["user"], left["count"]) == ("leave", "cy", 2)
+                assert "users" not in left
+                await client.send({"type": "who"})
+                answer = (await until(client, lambda frame: frame["type"] == "users"))[-1]
+                assert answer == {"type": "users", "users": ["ada", "bo"], "version": left["version"]}
+        finally:
+            await ada.close()
+            await bo.close()
+
+    with workers(redis.url) as (a, b):
         wslab.run_sync(scenario(a, b), timeout=60)
 
 
@@ -160,7 +188,8 @@ def test_100_clients_on_two_workers_each_sending_10_all_receive_everything_once_
         everyone_in, sees_all = asyncio.Event(), set()
 
         def saw(user: str, frame: dict[str, Any]) -> None:
-            if frame["type"] in ("join", "leave") and len(frame["users"]) == clients:
+            count = frame.get("count", len(frame.get("users", ())))  # a change, or our own join's list
+            if frame["type"] in ("join", "leave") and count == clients:
                 sees_all.add(user)
                 if len(sees_all) == clients:
                     everyone_in.set()

@@ -12,6 +12,7 @@ from apps import service_lines, service_logs_debug
 import wslab
 from wslab import LabClient, LabServer, Transcript
 from wslab.reference.manager import MAX_FRAME
+from wslab.reference.presence import Presence
 from wslab.reference.protocol import MAX_CONTENT, Message
 from wslab.reference.rooms import ChatRooms, Room, rooms_app
 
@@ -57,7 +58,8 @@ def message(user: str, content: str) -> dict[str, Any]:
     return {"type": "message", "user": user, "content": content}
 
 
-def test_join_and_leave_frames_carry_the_users_in_join_order(server: LabServer) -> None:
+def test_the_joiner_gets_the_whole_list_and_the_others_the_change_with_count_and_version(
+        server: LabServer) -> None:
     transcript = Transcript(live=False)
 
     def user(name: str) -> LabClient:
@@ -77,12 +79,61 @@ def test_join_and_leave_frames_carry_the_users_in_join_order(server: LabServer) 
 
     seen_by_ada, seen_by_cy = asyncio.run(scenario())
     assert seen_by_ada == [
-        {"type": "join", "user": "ada", "users": ["ada"]},
-        {"type": "join", "user": "bo", "users": ["ada", "bo"]},
-        {"type": "join", "user": "cy", "users": ["ada", "bo", "cy"]},
-        {"type": "leave", "user": "bo", "users": ["ada", "cy"]},
+        {"type": "join", "user": "ada", "users": ["ada"], "version": 1},
+        {"type": "join", "user": "bo", "count": 2, "version": 2},
+        {"type": "join", "user": "cy", "count": 3, "version": 3},
+        {"type": "leave", "user": "bo", "count": 2, "version": 4},
     ]
-    assert seen_by_cy == seen_by_ada[2:]
+    assert seen_by_cy == [{"type": "join", "user": "cy", "users": ["ada", "bo", "cy"], "version": 3},
+                          {"type": "leave", "user": "bo", "count": 2, "version": 4}]
+
+
+def test_who_gets_the_whole_list_at_the_current_version_for_the_sender_alone(server: LabServer) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with members(server, "lobby/ada", "lobby/bo", "lobby/cy", "kitchen/dee") as team:
+            await team["cy"].close()
+            await team["ada"].recv_json()  # cy's leave
+            await team["bo"].recv_json()
+            await team["bo"].send({"type": "who"})
+            await team["dee"].send({"type": "who"})
+            await team["ada"].send({"type": "message", "content": "next"})
+            return {name: await team[name].recv_json() for name in ("bo", "dee", "ada")}
+
+    assert asyncio.run(scenario()) == {
+        "bo": {"type": "users", "users": ["ada", "bo"], "version": 4},  # 3 joins and cy's leave
+        "dee": {"type": "users", "users": ["dee"], "version": 1},  # each room has its own version
+        "ada": message("ada", "next"),  # nothing about bo's question came first
+    }
+
+
+def test_n_joins_send_each_member_a_change_of_constant_size_and_the_list_once(server: LabServer) -> None:
+    """The k-th join sends its list of k names once and a change to k-1 members: N joins deliver O(N²)
+    bytes, where a list to everyone each time delivered O(N³)."""
+    n = 40
+
+    async def scenario() -> tuple[list[Presence], dict[str, int]]:
+        transcript = Transcript(live=False)
+        async with contextlib.AsyncExitStack() as stack:
+            clients: list[LabClient] = []
+            copies: list[Presence] = []
+            largest = {"list": 0, "change": 0}
+            for k in range(n):
+                client = wslab.connect(server, f"/chat/hall/u{k}", name=f"u{k}", transcript=transcript)
+                clients.append(await stack.enter_async_context(client))
+                copies.append(Presence())
+                for each, copy in zip(clients, copies, strict=True):
+                    text = await each.recv()
+                    frame = json.loads(text)
+                    assert frame["user"] == f"u{k}" and copy.apply(frame), (each.name, frame, copy)
+                    kind = "list" if "users" in frame else "change"
+                    largest[kind] = max(largest[kind], len(text))
+            return copies, largest
+
+    copies, largest = asyncio.run(scenario())
+    everyone = [f"u{k}" for k in range(n)]
+    assert all(copy.users == everyone and copy.version == n for copy in copies)
+    assert largest["change"] <= len('{"type":"join","user":"u39","count":40,"version":40}')
+    assert largest["list"] > n * len('"u0",')
 
 
 def test_a_message_reaches_everyone_in_the_room_and_nobody_in_another_room(server: LabServer) -> None:
@@ -178,8 +229,8 @@ def test_an_empty_room_is_dropped(server: LabServer, rooms: ChatRooms) -> None:
 @pytest.mark.parametrize(("bad", "error"), [
     pytest.param("not json", "not valid JSON (Expecting value)", id="invalid-json"),
     pytest.param([1, 2], 'expected a JSON object with a "type", got a JSON array', id="array"),
-    pytest.param({"type": "shout", "content": "hi"}, 'unknown type "shout": expected "message" or "private"',
-                 id="unknown-type"),
+    pytest.param({"type": "shout", "content": "hi"},
+                 'unknown type "shout": expected "message", "private" or "who"', id="unknown-type"),
     pytest.param({"type": "message"}, 'missing "content"', id="no-content"),
     pytest.param({"type": "message", "content": "x" * (MAX_CONTENT + 1)},
                  f'"content" is too long: at most {MAX_CONTENT} characters', id="long-content"),
@@ -206,7 +257,7 @@ def test_a_frame_over_max_frame_bytes_closes_with_1009(server: LabServer) -> Non
             await team["ada"].send(json.dumps({"type": "message", "content": "x" * MAX_FRAME}))
             return await team["ada"].wait_closed(), await team["bo"].recv_json()
 
-    assert asyncio.run(scenario()) == (1009, {"type": "leave", "user": "ada", "users": ["bo"]})
+    assert asyncio.run(scenario()) == (1009, {"type": "leave", "user": "ada", "count": 1, "version": 3})
 
 
 def test_each_refusal_and_leave_is_logged_once_with_who_and_why_and_never_a_message() -> None:

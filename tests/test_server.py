@@ -65,6 +65,37 @@ def test_serving_again_under_the_same_name_replaces_the_old_server_on_its_port()
         second.stop()
 
 
+def test_a_page_loading_while_its_server_is_replaced_is_answered_not_refused() -> None:
+    # Run All twice: a page (or jupyter-server-proxy) loading in the moment the old server stops must wait
+    # for the new one, not get a refused connection (through the proxy, a 500 page that never recovers).
+    server = serve(echo_app(), name="t-handover")
+    port, done, failures, answered = server.port, threading.Event(), [], []
+
+    def load_pages() -> None:
+        for _ in range(5000):  # bounded; stops as soon as the replacements are over
+            if done.is_set():
+                return
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                    sock.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+                    status = sock.makefile("rb").readline()
+                (answered if status.startswith(b"HTTP/1.1 ") else failures).append(status)
+            except OSError as exc:
+                failures.append(repr(exc))
+
+    loader = threading.Thread(target=load_pages)
+    loader.start()
+    try:
+        for _ in range(5):
+            server = serve(echo_app(), name="t-handover")
+            assert server.port == port
+    finally:
+        done.set()
+        loader.join(30)
+        server.stop()
+    assert failures == [] and len(answered) > 5
+
+
 def test_serving_again_after_a_stop_keeps_the_port_too() -> None:
     first = serve(echo_app(), name="t-after-stop")
     first.stop()
@@ -78,10 +109,11 @@ def test_serving_again_after_a_stop_keeps_the_port_too() -> None:
 def test_serving_again_takes_a_free_port_when_another_program_took_the_old_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
     first = serve(echo_app(), name="t-moved")
+    first.stop()  # (a running server hands its socket over: nothing can take the port in between)
     bind = wslab.lab.server._bind
 
     def taken_meanwhile(port: int, name: str) -> socket.socket:
-        if port == first.port:  # another program took it between the old server's stop and our bind
+        if port == first.port:  # another program took it after the old server's stop
             raise PortInUseError(f"Port {port} is taken")
         return bind(port, name)
 

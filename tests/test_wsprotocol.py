@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from apps import chat, service_lines
+from apps import chat, echo_app, service_lines
 from fastapi import FastAPI, WebSocket
 from rawclient import RawClient, refusal_of_an_oversized_frame, server_holds_connection
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -297,3 +297,17 @@ def test_the_production_command_in_the_docs_serves_with_this_protocol_and_the_fr
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=10)
+
+
+def test_text_that_is_not_utf8_is_refused_with_1007_logged_at_info_without_a_traceback() -> None:
+    # Autobahn's 6.x cases: uvicorn logged an ERROR and a traceback per such frame, a log any client can fill
+    with wslab.serve(echo_app(), name="t-bad-text") as server:
+        with RawClient(server.port, "/ws") as client:
+            client.send_announcing(2, b"\xff\xfe")  # a whole text frame of 2 bytes, not UTF-8
+            assert client.read_until_closed(3.0) == (1007, "")
+        assert server.wait_idle(5.0)
+    assert server.log.lines("ERROR") == []
+    assert [line for line in service_lines(server) if "1007" in line] == [
+        'INFO wslab.reference.wsprotocol: 127.0.0.1:<port> - "/ws" - closed 1007: a frame it sent was '
+        "refused"]
+

@@ -155,7 +155,8 @@ class _Room(Room):
             return
         if self.members.get(user) is client:
             del self.members[user]
-            frame = Leave(user=user, users=self.users)
+            self.version += 1
+            frame = Leave(user=user, count=len(self.members), version=self.version)
             asyncio.get_running_loop().call_later(SLOW_LEAVE, self.broadcast, frame)
 
 
@@ -202,18 +203,18 @@ class _LateLeakRooms(AppRooms):
                 self._leaks.setdefault(room.name, []).append((text, (user, to)))
 
 
-class _ListsTheLeaverRoom(_Room):
+class _CountsTheLeaverRoom(_Room):
     """Bug 7.2, written another way: :meth:`leave` is the complete app's, but the leave frame, on its way
-    out, gets the user who left added back to its list."""
+    out, counts the user who left again."""
 
     def broadcast(self, frame: Any, *, exclude: Client | None = None) -> None:
-        if isinstance(frame, Leave) and frame.user not in frame.users:
-            frame = Leave(user=frame.user, users=[*frame.users, frame.user])
+        if isinstance(frame, Leave) and frame.count is not None:
+            frame = Leave(user=frame.user, count=frame.count + 1, version=frame.version)
         super().broadcast(frame, exclude=exclude)
 
 
-class _ListsTheLeaverRooms(_Rooms):
-    room_type = _ListsTheLeaverRoom
+class _CountsTheLeaverRooms(_Rooms):
+    room_type = _CountsTheLeaverRoom
 
 
 class _TrustedInHandle(AppRooms):
@@ -322,14 +323,14 @@ PRIVATE = _Exercise(
 )
 LEAVE = _Exercise(
     "Exercise 7.2 (who is left)", "stale leave",
-    the_bug="the leave frame still lists the user who left",
+    the_bug="the leave frame still counts the user who left",
     start="start from section 2's helpers (a real server, connected, next_frame): the exercise says who "
           "joins and how bo leaves; then check what ada is told against what is true.",
-    misses="the bug is in the list of users the leave frame carries: compare the whole frame.",
+    misses="the bug is in how many the leave frame says are left: compare the whole frame.",
     another_good=_SlowLeaveRooms, another_good_is=f"its rooms subclassed, a leave frame that takes "
                                                   f"{SLOW_LEAVE:g} s to come",
-    another_bug=_ListsTheLeaverRooms, another_bug_is="its Room.leave untouched, the list wrong on the way "
-                                                     "out",
+    another_bug=_CountsTheLeaverRooms, another_bug_is="its Room.leave untouched, the count wrong on the way "
+                                                      "out",
     misses_another=HOW_NOT_CODE,
 )
 SENDER = _Exercise(
@@ -358,7 +359,7 @@ def check_private_test(test: Any, *, timeout: float = RUN_TIMEOUT) -> CheckResul
 
 def check_leave_test(test: Any, *, timeout: float = RUN_TIMEOUT) -> CheckResult:
     """Exercise 7.2: ``test(app)`` passes on the complete app and fails when a ``leave`` frame still
-    lists the user who left (``planted_app("stale leave")``).
+    counts the user who left (``planted_app("stale leave")``).
 
     Refused: a test that checks only the frame's type or user; one that inspects ``Room.leave``; one that
     sleeps, then barely waits for the leave frame (the complete app, written another way, sends it after

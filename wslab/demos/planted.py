@@ -5,7 +5,7 @@ into real code: two lines in the wrong order, the wrong helper called, a field t
 Everything else (login, rooms, limits, the page) is the complete app's own code.
 
 - ``"private leak"`` (:class:`LeakyPrivateRooms`): a private message reaches everyone in the room;
-- ``"stale leave"`` (:class:`StaleLeaveRooms`): a ``leave`` frame's user list still holds the user who
+- ``"stale leave"`` (:class:`StaleLeaveRooms`): a ``leave`` frame's count still counts the user who
   left;
 - ``"trusted sender"`` (:class:`TrustedSenderRooms`): a ``user`` field in the client's frame decides
   who the message is from;
@@ -65,13 +65,15 @@ class LeakyPrivateRooms(AppRooms):
 class _StaleLeaveRoom(Room):
     def leave(self, user: str, client: Client) -> None:
         if self.members.get(user) is client:
-            self.broadcast(Leave(user=user, users=self.users))  # bug: announced before the user is removed
+            self.version += 1
+            # bug: announced before the user is removed, so the count still counts them
+            self.broadcast(Leave(user=user, count=len(self.members), version=self.version))
             del self.members[user]
 
 
 class StaleLeaveRooms(AppRooms):
-    """Bug: the ``leave`` frame is sent before the user is taken out of the room, so its ``users`` still
-    lists the user who left (two lines of :meth:`Room.leave <wslab.reference.rooms.Room.leave>` swapped)."""
+    """Bug: the ``leave`` frame is sent before the user is taken out of the room, so its ``count`` still
+    counts the user who left (lines of :meth:`Room.leave <wslab.reference.rooms.Room.leave>` swapped)."""
 
     def room(self, name: str) -> Room:
         return self.rooms.setdefault(name, _StaleLeaveRoom(name))

@@ -44,6 +44,7 @@ __all__ = ["LabServer", "running_servers", "serve"]
 T = TypeVar("T")
 HOST = "127.0.0.1"
 DEFAULT_NAME = "default"
+HAND_OVER_GRACE = 0.1  # seconds a replaced server lets connections it just accepted send their request
 _UVICORN_GIVES_UP = "Application startup failed. Exiting."
 
 _servers: dict[str, LabServer] = {}
@@ -71,14 +72,18 @@ def serve(app: ASGIApp, *, port: int = 0, name: str | None = None, timeout: floa
         server.stop()
     """
     name = name or DEFAULT_NAME
-    with _servers_lock:
-        stale = [s for s in _servers.values() if s.name == name or (port and s.port == port)]
-    for old in stale:
-        old.stop()
     # The same name keeps its port, even after a stop: a page opened on the old server reconnects to the
     # new one by itself.
     earlier = port or _last_port.get(name, 0)
-    server = LabServer(app, name=name, port=earlier)
+    with _servers_lock:
+        stale = [s for s in _servers.values() if s.name == name or (port and s.port == port)]
+    # A running server on that port hands its listening socket over, so the port never stops listening:
+    # a page that loads while the server is replaced waits in the socket's queue for the new server
+    # instead of being refused (or, through jupyter-server-proxy, shown a 500 page).
+    handed_over = next((old._hand_over() for old in stale if old.running and old.port == earlier), None)
+    for old in stale:
+        old.stop()
+    server = LabServer(app, name=name, port=earlier, listener=handed_over)
     try:
         server._start(timeout)
     except PortInUseError:
@@ -104,20 +109,33 @@ class _Uvicorn(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
         super().__init__(config)
         self._on_started = on_started
+        self.handing_over = False  # its listening socket goes on to the next server of its name
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self._on_started()
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.handing_over:
+            # Stop accepting, then give the connections just accepted time to send their request: uvicorn's
+            # shutdown closes at once a connection that has not sent one yet, and its client sees a reset.
+            # The listening socket lives on in the next server, which accepts what comes meanwhile.
+            for server in self.servers:
+                server.close()
+            await asyncio.sleep(HAND_OVER_GRACE)
+        await super().shutdown(sockets=sockets)
+
 
 class LabServer:
     """A uvicorn server running in a background thread of this process. Made by :func:`serve`."""
 
-    def __init__(self, app: ASGIApp, *, name: str, port: int = 0) -> None:
+    def __init__(self, app: ASGIApp, *, name: str, port: int = 0,
+                 listener: socket.socket | None = None) -> None:
         self.name = name
         self.log = ServerLog()
         self.sessions = SessionTracker(app)
         self._requested_port = port
+        self._listener = listener  # a listening socket to serve on instead of binding one
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = threading.Event()
@@ -165,7 +183,7 @@ class LabServer:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def _start(self, timeout: float) -> None:
-        sock = _bind(self._requested_port, self.name)
+        sock = self._listener or _bind(self._requested_port, self.name)
         self.port = sock.getsockname()[1]
         self._socket = sock
         self._thread.start()
@@ -207,6 +225,12 @@ class LabServer:
                 detach(threading.get_ident())
                 self._finished.set()
                 self._settled.set()
+
+    def _hand_over(self) -> socket.socket:
+        """A duplicate of the listening socket, which keeps listening after this server stops: connections
+        wait in its queue until another server accepts them."""
+        self._uvicorn.handing_over = True
+        return self._socket.dup()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the server and free its port. Safe to call more than once."""

@@ -10,6 +10,7 @@ so. Its modules, in the order the chapters build them:
   reading.
 - :mod:`.rooms`, :mod:`.secure_rooms`, :mod:`.auth`: rooms with presence and private messages; identity from a
   token (PyJWT) sent in the first frame, never from the URL or a field; Origin checks.
+- :mod:`.presence`: a client's copy of the room's user list, kept from the changes the server sends.
 - :mod:`.ratelimit`, :mod:`.app`, :mod:`.pages` and ``static/``: the complete app (``create_app()``) and its
   browser page.
 - :mod:`.streaming`, :mod:`.feeds`: price and notification streams whose tasks end with their connection;

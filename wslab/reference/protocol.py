@@ -6,18 +6,27 @@ Client → server::
 
     {"type": "message", "content": "hi all"}
     {"type": "private", "to": "bo", "content": "psst"}
+    {"type": "who"}                               (the room's whole user list, again: see Presence)
     {"type": "auth", "token": "eyJhbGciOi..."}    (chapter 04 on: the first frame; again to renew)
 
 Server → client::
 
     {"type": "message", "user": "ada", "content": "hi all"}
     {"type": "private", "from": "ada", "to": "bo", "content": "psst"}
-    {"type": "join", "user": "ada", "users": ["ada", "bo"]}
-    {"type": "leave", "user": "ada", "users": ["bo"]}
+    {"type": "join", "user": "cy", "users": ["ada", "bo", "cy"], "version": 3}    (to cy, who joined)
+    {"type": "join", "user": "cy", "count": 3, "version": 3}                     (to everyone else)
+    {"type": "leave", "user": "ada", "count": 2, "version": 4}
+    {"type": "users", "users": ["bo", "cy"], "version": 4}                       (the answer to "who")
     {"type": "error", "message": "what was wrong with the last frame"}
 
 :func:`parse` turns a received frame into a model or raises :class:`ProtocolError` with a message fit to
 send back to the client in an ``error`` frame; :func:`encode` turns a server-side model into text.
+
+**Presence.** Only the user who joins is sent the whole list. Everyone else is sent the change: who joined or
+left, how many are in the room now (``count``) and the room's presence ``version``, which goes up by one with
+each join or leave. N joins thus deliver O(N²) bytes in all, not O(N³) (every member sent the whole list every
+time). A client keeps the list itself (:class:`~wslab.reference.presence.Presence` does it); a change whose
+``version`` is not the next one means it missed one, and it asks again with ``{"type": "who"}``.
 
     >>> parse('{"type": "message", "content": "hi"}')
     ChatMessage(type='message', content='hi')
@@ -49,6 +58,8 @@ __all__ = [
     "PrivateMessage",
     "ProtocolError",
     "ServerFrame",
+    "Users",
+    "Who",
     "encode",
     "frame_type",
     "loads",
@@ -93,9 +104,16 @@ class Auth(_Frame):
     token: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN)]
 
 
-ClientFrame = Annotated[ChatMessage | PrivateMessage, Field(discriminator="type")]
-_client_frame: TypeAdapter[ChatMessage | PrivateMessage] = TypeAdapter(ClientFrame)
-_CLIENT_TYPES = ("message", "private")
+class Who(_Frame):
+    """A request for the room's whole user list, answered with a :class:`Users` frame to the sender alone."""
+
+    type: Literal["who"]
+
+
+ClientFrame = Annotated[ChatMessage | PrivateMessage | Who, Field(discriminator="type")]
+_client_frame: TypeAdapter[ChatMessage | PrivateMessage | Who] = TypeAdapter(ClientFrame)
+_CLIENT_TYPES = ("message", "private", "who")
+_EXPECTED = 'expected "message", "private" or "who"'
 
 
 # -- server → client -------------------------------------------------------------------------------
@@ -119,15 +137,31 @@ class Private(ServerFrame):
 
 
 class Join(ServerFrame):
+    """``user`` joined. To that user: the whole list (``users``) and ``version``; to everyone else: ``count``
+    and ``version``, never the list. A field left ``None`` is left out of the frame."""
+
     type: Literal["join"] = "join"
     user: str
-    users: list[str]
+    users: list[str] | None = None
+    count: int | None = None
+    version: int | None = None
 
 
 class Leave(ServerFrame):
+    """``user`` left; ``count`` are in the room now, at presence ``version``."""
+
     type: Literal["leave"] = "leave"
     user: str
+    count: int | None = None
+    version: int | None = None
+
+
+class Users(ServerFrame):
+    """The room's whole user list in join order, at presence ``version``: the answer to ``who``."""
+
+    type: Literal["users"] = "users"
     users: list[str]
+    version: int
 
 
 class Announcement(ServerFrame):
@@ -147,10 +181,10 @@ class ProtocolError(ValueError):
 
 
 def encode(frame: ServerFrame | Mapping[str, Any]) -> str:
-    """The JSON text of a server → client frame (``from`` spelt as on the wire), or of a dict (a kind of
-    frame of your own; ``Client.send`` turns a dict into text here too)."""
+    """The JSON text of a server → client frame (``from`` spelt as on the wire, fields left ``None`` left
+    out), or of a dict (a kind of frame of your own; ``Client.send`` turns a dict into text here too)."""
     if isinstance(frame, ServerFrame):
-        return frame.model_dump_json(by_alias=True)
+        return frame.model_dump_json(by_alias=True, exclude_none=True)
     if isinstance(frame, Mapping):
         return json.dumps(dict(frame))
     raise TypeError(f"a frame is a protocol model or a dict, not {type(frame).__name__}")
@@ -173,14 +207,14 @@ def valid_room(name: str) -> bool:
 _user: TypeAdapter[str] = TypeAdapter(UserName)
 
 
-def parse(data: str | bytes) -> ChatMessage | PrivateMessage:
+def parse(data: str | bytes) -> ChatMessage | PrivateMessage | Who:
     """Validate one received frame. Raises :class:`ProtocolError` saying what is wrong with it."""
     raw = _json_object(data)
     if raw.get("type") not in _CLIENT_TYPES:
         kind = raw.get("type")
         if kind is None:
-            raise ProtocolError('missing "type": expected "message" or "private"')
-        raise ProtocolError(f'unknown type {json.dumps(kind)}: expected "message" or "private"')
+            raise ProtocolError(f'missing "type": {_EXPECTED}')
+        raise ProtocolError(f'unknown type {json.dumps(kind)}: {_EXPECTED}')
     try:
         return _client_frame.validate_python(raw)
     except ValidationError as exc:

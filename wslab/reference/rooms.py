@@ -6,7 +6,9 @@ disconnected with 1013, a dead connection is noticed by its own handler.
 
 On top of that (the wire format is in :mod:`wslab.reference.protocol`):
 
-- **Presence:** ``join`` and ``leave`` frames carry the room's current user list.
+- **Presence:** the user who joins gets the room's whole list; everyone else gets the change (who joined or
+  left) with the room's ``count`` and presence ``version``, so N joins cost O(N²) bytes, not O(N³). A
+  ``{"type": "who"}`` frame is answered with the whole list (see :mod:`wslab.reference.presence`).
 - **Validation:** a frame that is not valid JSON, has an unknown type, misses a field or carries
   over-long content gets an ``error`` frame; the connection and the room carry on. A frame over the
   size limit closes the connection with 1009.
@@ -51,6 +53,8 @@ from .protocol import (
     Private,
     ProtocolError,
     ServerFrame,
+    Users,
+    Who,
     encode,
     parse,
     valid_room,
@@ -68,10 +72,15 @@ class Room:
     def __init__(self, name: str) -> None:
         self.name = name
         self.members: dict[str, Client] = {}
+        self.version = 0  # presence changes told so far: each join and each leave adds one
 
     @property
     def users(self) -> list[str]:
         return list(self.members)
+
+    def presence(self) -> Users:
+        """The whole list at the current ``version``: the answer to a ``who`` frame."""
+        return Users(users=self.users, version=self.version)
 
     def broadcast(self, frame: ServerFrame | Mapping[str, Any], *, exclude: Client | None = None) -> None:
         """Queue ``frame`` (a protocol model, or a dict sent as JSON) for every member but ``exclude``;
@@ -82,18 +91,22 @@ class Room:
                 client.send(text)
 
     def join(self, user: str, client: Client) -> bool:
-        """Add ``user``; False (and nothing changes) if the name is taken. Everyone gets a ``join``."""
+        """Add ``user``; False (and nothing changes) if the name is taken. ``user`` gets a ``join`` with the
+        whole list, everyone else one with the count: the list would cost O(N) bytes for each of N members."""
         if user in self.members:
             return False
         self.members[user] = client
-        self.broadcast(Join(user=user, users=self.users))
+        self.version += 1
+        self.broadcast(Join(user=user, count=len(self.members), version=self.version), exclude=client)
+        client.send(encode(Join(user=user, users=self.users, version=self.version)))
         return True
 
     def leave(self, user: str, client: Client) -> None:
         """Remove ``user`` if ``client`` is the connection holding that name; the rest get a ``leave``."""
         if self.members.get(user) is client:
             del self.members[user]
-            self.broadcast(Leave(user=user, users=self.users))
+            self.version += 1
+            self.broadcast(Leave(user=user, count=len(self.members), version=self.version))
 
     def send_private(self, sender: str, to: str, content: str) -> bool:
         """Send a private message to ``to`` and a copy to ``sender``; False if ``to`` is not here."""
@@ -170,6 +183,8 @@ class ChatRooms:
             return
         if isinstance(frame, ChatMessage):
             room.broadcast(Message(user=user, content=frame.content))
+        elif isinstance(frame, Who):
+            client.send(encode(room.presence()))
         elif not room.send_private(user, frame.to, frame.content):
             client.send(encode(Error(message=f"no user {frame.to!r} in this room: the message was not sent")))
 

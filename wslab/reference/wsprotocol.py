@@ -15,7 +15,8 @@ its connection is dropped (a TCP reset, discarding the backlog), so a client kic
 (:meth:`wslab.reference.manager.Client.kick`) is really gone. The same watch starts when the handler
 receives a disconnect (the client's own close, whose reply waits behind the backlog too). Each drop is
 logged at INFO, and so is each frame the protocol layer refused (too big, not UTF-8, malformed), which the
-handler never sees.
+handler never sees (uvicorn's own ERROR and traceback for text that is not UTF-8 is filtered out: a client
+could fill the log with them).
 
 The kernel's part of the backlog is read where the system says it (Linux, macOS); elsewhere only this
 process's part counts, and once it is sent the rest is left to the kernel, as uvicorn does.
@@ -68,6 +69,17 @@ UVICORN_RELIES_ON: dict[str, tuple[str, str]] = {
 REFUSALS = frozenset({1002, 1007, 1009})
 
 _log = logging.getLogger(__name__)  # frames refused and connections dropped for not reading, at INFO
+
+
+class _NoTracebackForBadText(logging.Filter):
+    """uvicorn logs an ERROR with a traceback for every text frame that is not UTF-8, which any client can
+    send as often as it likes; :class:`WebSocketProtocol` logs that refusal (1007) at INFO, with who."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Invalid UTF-8 sequence received from client."
+
+
+logging.getLogger("uvicorn.error").addFilter(_NoTracebackForBadText())
 
 
 class _State(enum.Enum):

@@ -11,7 +11,10 @@ what this worker's clients have been told, kept in step with Redis:
 - changes that arrive before the room's first list are held back, then applied on top of it;
 - a user who left here is not put back by a list read before Redis heard of the departure.
 
-Each difference is told to this worker's members as a ``join`` or a ``leave``, once.
+Each difference is told to this worker's members as a ``join`` or a ``leave``, once: a change with the count
+and this room's presence ``version`` here (the whole list goes only to the user who joins, and to a ``who``),
+the same frames as a room of one process. Workers tell each other only the change too (who, and Redis's
+number), never the list; each worker numbers the versions its own clients see.
 """
 
 from __future__ import annotations
@@ -111,9 +114,9 @@ class SharedRoom(Room):
         self.owners[user] = claim.owner
         self._releasing.discard(user)
         if user in self._users:  # the others heard of it from Redis already
-            client.send(encode(Join(user=user, users=self.users)))
+            client.send(encode(Join(user=user, users=self.users, version=self.version)))
         else:
-            self._add(user)
+            self._add(user, client)
         return True
 
     def leave(self, user: str, client: Client) -> None:
@@ -188,12 +191,17 @@ class SharedRoom(Room):
         """Redis was away: wait for a fresh list before applying changes again."""
         self.number, self._early = -1, []
 
-    def _add(self, user: str) -> None:
+    def _add(self, user: str, joiner: Client | None = None) -> None:
+        """``joiner`` (``user``'s own connection, joining now) gets the whole list, the rest the change."""
         if user not in self._users:
             self._users.append(user)
-            self.local(encode(Join(user=user, users=self.users)))
+            self.version += 1
+            self.local(encode(Join(user=user, count=len(self._users), version=self.version)), joiner)
+            if joiner is not None:
+                joiner.send(encode(Join(user=user, users=self.users, version=self.version)))
 
     def _remove(self, user: str) -> None:
         if user in self._users and user not in self.members:  # this worker knows best about its own
             self._users.remove(user)
-            self.local(encode(Leave(user=user, users=self.users)))
+            self.version += 1
+            self.local(encode(Leave(user=user, count=len(self._users), version=self.version)))
