@@ -3,7 +3,14 @@ and stubs are covered by test_checks.py)."""
 
 from __future__ import annotations
 
-from wslab.checks import check_reactions, check_typing
+import json
+from collections.abc import Callable
+from typing import Any, Literal
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from wslab.checks import CheckResult, check_reactions, check_typing
 from wslab.checks.app import REACTIONS
 from wslab.reference.app import AppRooms, create_app
 from wslab.reference.manager import Client
@@ -162,3 +169,185 @@ def test_a_check_given_something_else_than_the_complete_app_says_so() -> None:
 
     result = check_typing(secure_app())
     assert result.status == "failed" and "create_app(rooms_type=YourRooms)" in str(result)
+
+
+# -- what a learner who wants past the check would write, and the correct variants --------------------------
+class Reaction(BaseModel):
+    type: Literal["reaction"]
+    emoji: Literal[REACTIONS]
+
+
+def validated(data: str | bytes) -> Reaction | None:
+    try:
+        return Reaction.model_validate_json(data)
+    except ValidationError:
+        return None
+
+
+class TypingRelaysTheClientsFrame(AppRooms):
+    """The client's frame with the user set: whatever else the client put in it reaches everyone."""
+
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) == "typing":
+            frame = json.loads(data)
+            frame["user"] = user
+            room.broadcast(frame, exclude=client)
+            return
+        super().relay(room, user, client, data)
+
+
+class TypingWithAnExtraField(AppRooms):
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) == "typing":
+            room.broadcast({"type": "typing", "user": user, "room": room.name}, exclude=client)
+            return
+        super().relay(room, user, client, data)
+
+
+class TypingWithMatch(AppRooms):
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        match frame_type(data):
+            case "typing":
+                for name, member in room.members.items():
+                    if name != user:
+                        member.send({"type": "typing", "user": user})
+            case _:
+                super().relay(room, user, client, data)
+
+
+class ReactionsRelayTheClientsFrame(AppRooms):
+    """Validated, then the client's own frame relayed, its user believed if it has one."""
+
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) == "reaction":
+            if validated(data) is None:
+                client.send({"type": "error", "message": "not an allowed reaction"})
+                return
+            frame = json.loads(data)
+            frame.setdefault("user", user)
+            room.broadcast(frame)
+            return
+        super().relay(room, user, client, data)
+
+
+class ReactionsRelayTheClientsFields(AppRooms):
+    """Validated, the user from the token, but the client's other fields passed on."""
+
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) == "reaction":
+            if validated(data) is None:
+                client.send({"type": "error", "message": "not an allowed reaction"})
+                return
+            room.broadcast({**json.loads(data), "user": user})
+            return
+        super().relay(room, user, client, data)
+
+
+class ReactionsBeforeTheLimit(AppRooms):
+    def handle(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) == "reaction":
+            reaction = validated(data)
+            if reaction is None:
+                client.send({"type": "error", "message": "not an allowed reaction"})
+                return
+            room.broadcast({"type": "reaction", "user": user, "emoji": reaction.emoji})
+            return
+        super().handle(room, user, client, data)
+
+
+class ReactionsCheckedBySubstring(AppRooms):
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) == "reaction":
+            emoji = json.loads(data).get("emoji")
+            if not isinstance(emoji, str) or emoji not in "".join(REACTIONS):
+                client.send({"type": "error", "message": "not an allowed reaction"})
+                return
+            room.broadcast({"type": "reaction", "user": user, "emoji": emoji})
+            return
+        super().relay(room, user, client, data)
+
+
+class ReactionsAsText(AppRooms):
+    """room.broadcast given JSON text: it takes a dict or a protocol model, and raises."""
+
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) == "reaction":
+            reaction = validated(data)
+            if reaction is None:
+                client.send({"type": "error", "message": "not an allowed reaction"})
+                return
+            room.broadcast(json.dumps({"type": "reaction", "user": user, "emoji": reaction.emoji}))
+            return
+        super().relay(room, user, client, data)
+
+
+@pytest.mark.parametrize(("rooms", "check", "reported", "hint"), [
+    (TypingRelaysTheClientsFrame, check_typing, "ada's typing frame had a 'note' field of her own",
+     "not from the client's frame"),
+    (TypingBeforeTheLimit, check_typing, "the rate limit should close cy with 1008",
+     "in relay, not in handle"),
+    (TypingWithTheFramesName, check_typing, "claims to be from bo", "the name comes from the token"),
+    (ReactionsRelayTheClientsFrame, check_reactions, "ada's reaction claims to be from bo",
+     "the name comes from the token"),
+    (ReactionsRelayTheClientsFields, check_reactions, "ada's reaction had a 'note' field of her own",
+     "not from the client's frame"),
+    (ReactionsBeforeTheLimit, check_reactions, "40 reactions at once are a flood", "in relay, not in handle"),
+    (ReactionsCheckedBySubstring, check_reactions, "a reaction with {'emoji': ''} should get an error frame",
+     "not a part of one"),
+    (ReactionsAsText, check_reactions, "your code raised TypeError: a frame is a protocol model or a dict",
+     "start in relay"),
+])
+def test_answers_that_defeat_the_lesson_fail_with_an_aimed_hint(rooms: type[AppRooms],
+                                                                 check: Callable[[Any], CheckResult],
+                                                                 reported: str, hint: str) -> None:
+    result = check(create_app(rooms_type=rooms))
+    assert result.status == "failed" and reported in str(result), str(result)
+    assert hint in result.hint, result.hint
+
+
+class ReactionsWithAnExtraField(AppRooms):
+    """The validated model, an extra field (the room), one broadcast: all fine."""
+
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) != "reaction":
+            super().relay(room, user, client, data)
+            return
+        try:
+            reaction = Reaction.model_validate_json(data)
+        except ValidationError as error:
+            client.send({"type": "error", "message": f"reaction: {error.errors()[0]['msg']}"})
+            return
+        room.broadcast({"type": "reaction", "user": user, "emoji": reaction.emoji, "room": room.name})
+
+
+class ReactionsWithMatch(AppRooms):
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        match frame_type(data), validated(data):
+            case "reaction", None:
+                client.send({"type": "error", "message": f"react with one of {' '.join(REACTIONS)}"})
+            case "reaction", Reaction(emoji=emoji):
+                for member in room.members.values():
+                    member.send({"type": "reaction", "user": user, "emoji": emoji})
+            case _:
+                super().relay(room, user, client, data)
+
+
+@pytest.mark.parametrize(("rooms", "check"), [
+    (TypingWithAnExtraField, check_typing), (TypingWithMatch, check_typing),
+    (ReactionsWithAnExtraField, check_reactions), (ReactionsWithMatch, check_reactions),
+])
+def test_correct_variants_pass(rooms: type[AppRooms], check: Callable[[Any], CheckResult]) -> None:
+    result = check(create_app(rooms_type=rooms))
+    assert result.passed, str(result)
+
+
+@pytest.mark.parametrize("check", [check_typing, check_reactions])
+def test_the_stub_hint_says_where_to_start_not_the_answer(check: Callable[[Any], CheckResult]) -> None:
+    class Stub(AppRooms):
+        def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+            raise NotImplementedError
+
+    result = check(create_app(rooms_type=Stub))
+    assert result.status == "not done" and "start in relay" in result.hint
+    for answer in ("member.send", "room.members", "ValidationError", "client.send", "{'type'"):
+        assert answer not in result.hint

@@ -3,6 +3,7 @@ real Redis of its own (the notebook's own answers and stubs are covered by test_
 
 from __future__ import annotations
 
+import ast
 import gc
 import json
 from collections.abc import Callable
@@ -114,6 +115,17 @@ class BroadcastTheRawFrame(AppRooms):
         super().relay(room, user, client, data)
 
 
+class BroadcastTheClientsFrame(AppRooms):
+    """The client's frame with the user set: whatever else the client put in it reaches everyone."""
+
+    def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+        if frame_type(data) == "typing":
+            assert isinstance(room, SharedRoom)
+            room.broadcast({**json.loads(data), "user": user}, exclude=client)
+            return
+        super().relay(room, user, client, data)
+
+
 def test_the_answer_passes_and_leaves_no_server_running() -> None:
     result = check_typing_everywhere(SharedTyping)
     assert result.status == "passed", str(result)
@@ -128,7 +140,9 @@ def test_chapter_six_answer_fails_saying_bo_is_on_the_other_server() -> None:
     assert result.summary == (
         "not right yet: bo should see that ada is typing. He is in the lobby too, but on the other server: "
         "room.members holds only this server's connections (ada's and cy's), so a loop over it never reaches "
-        "him; room.broadcast(frame, exclude=client) reaches every server.")
+        "him.")
+    assert result.hint == ("the room has a method that reaches its members on every worker: the exercise "
+                           "names it.")
     assert result.details[:2] == ["expected: {'type': 'typing', 'user': 'ada'}",
                                   "got:      {'type': 'message', 'user': 'ada', 'content': 'hello'}"]
     assert "cy ← {\"type\": \"typing\", \"user\": \"ada\"}" in str(result)  # ada's own server had it
@@ -142,11 +156,33 @@ def test_chapter_six_answer_fails_saying_bo_is_on_the_other_server() -> None:
                              "should return, not pass it on to super().relay"),
     (BroadcastTheFramesName, "a typing frame that claims to be from bo, sent by ada, should say ada to cy"),
     (BroadcastToEveryRoom, "dee, in the kitchen on the other server, should never see the lobby's typing"),
-    (BroadcastBeforeTheLimit, "the rate limit should close cy with 1008 (handle them in relay, not handle)"),
+    (BroadcastBeforeTheLimit, "the rate limit should close cy with 1008"),
+    (BroadcastTheClientsFrame, "ada's typing frame had a 'note' field of her own: cy should not get it"),
 ])
 def test_typing_everywhere_wrong_answers_fail(rooms_type: type[AppRooms], reported: str) -> None:
     result = check_typing_everywhere(rooms_type)
     assert result.status == "failed" and reported in result.summary, str(result)
+
+
+@pytest.mark.parametrize(("rooms_type", "hint"), [
+    (BroadcastBeforeTheLimit, "in relay, not in handle"),
+    (BroadcastTheClientsFrame, "not from the client's frame"),
+    (BroadcastTheFramesName, "the name comes from the token"),
+    (BroadcastToEveryone, "exclude argument"),
+])
+def test_typing_everywhere_hints_aim_at_the_failure(rooms_type: type[AppRooms], hint: str) -> None:
+    result = check_typing_everywhere(rooms_type)
+    assert hint in result.hint, str(result)
+
+
+def test_the_typing_everywhere_stub_hint_does_not_give_the_answer() -> None:
+    class Stub(AppRooms):
+        def relay(self, room: Room, user: str, client: Client, data: str | bytes) -> None:
+            raise NotImplementedError
+
+    result = check_typing_everywhere(Stub)
+    assert result.status == "not done" and "start from chapter 06's answer" in result.hint
+    assert "broadcast" not in result.hint and "exclude" not in result.hint
 
 
 def test_typing_everywhere_leads_with_the_exception_the_handler_raised() -> None:
@@ -281,7 +317,7 @@ class NotAsync(RoomHistory):
 def test_a_capped_stream_history_passes(history_type: type[RoomHistory]) -> None:
     result = check_stream_history(history_type)
     assert str(result) == ("✅ Exercise 8.2 (stream history): each room keeps its recent frames in a capped "
-                           "Redis stream.")
+                           "Redis stream, which every worker sees.")
 
 
 @pytest.mark.parametrize(("history_type", "reported", "got"), [
@@ -297,8 +333,8 @@ def test_a_capped_stream_history_passes(history_type: type[RoomHistory]) -> None
     (InAList, "history:lobby should be a Redis stream, made with XADD: it is a list", "got:      'list'"),
     (RawEntries, "recent('lobby', 3) should give the frames themselves, as dicts, not the stream's (ID, "
                  "fields) entries", None),
-    (SavedWithStr, "recent('lobby', 3) could not read a frame back: what save stored is not JSON (str(frame) "
-                   "is not JSON; json.dumps(frame) is)", "JSONDecodeError"),
+    (SavedWithStr, "each entry of the stream should hold its frame as JSON, in one field",
+     "got:      {'frame': "),
     (TextBack, "recent('lobby', 3) should give the frames as dicts, not as text: json.loads each one", None),
     (FieldsAsTheFrame, "raised DataError: a stream entry's fields are strings, so store the frame as JSON "
                        "in one field, {'frame': json.dumps(frame)}", None),
@@ -314,9 +350,9 @@ def test_stream_history_wrong_answers_fail(history_type: type[RoomHistory], repo
 def test_stream_history_asks_whether_xadd_was_awaited_when_nothing_reached_redis() -> None:
     result = check_stream_history(SavedWithoutAwait)
     assert result.status == "failed"
-    assert result.summary == ("not right yet: after 7 saves, nothing reached Redis: did you await "
-                              "self.redis.xadd(...)? Without await, redis.asyncio makes the command but "
-                              "never sends it.")
+    assert result.summary == ("not right yet: after 7 saves, nothing reached Redis: save should write each "
+                              "frame to Redis with XADD (and await it: without await, redis.asyncio makes "
+                              "the command but never sends it).")
     assert "got:      'no key at all in Redis'" in str(result)
     gc.collect()  # no "coroutine ... was never awaited" left to warn (warnings are errors here)
 
@@ -362,3 +398,90 @@ def test_a_missing_redis_server_fails_saying_how_to_install_it(
                                      "$WSLAB_REDIS_SERVER is /nonexistent/redis-server, which is not a "
                                      "program")
     assert "sudo apt-get install redis-server" in result.summary
+
+
+class InMemory(RoomHistory):
+    """Kept in the process's memory: another worker sees none of it."""
+
+    def __init__(self, redis: Redis, size: int = 100) -> None:
+        super().__init__(redis, size)
+        self.kept: dict[str, list[dict[str, Any]]] = {}
+
+    async def save(self, room: str, frame: dict[str, Any]) -> None:
+        self.kept.setdefault(room, []).append(frame)
+
+    async def recent(self, room: str, count: int = 10) -> Any:
+        return self.kept.get(room, [])[-count:]
+
+
+class WrittenButReadFromMemory(InMemory):
+    """Written to Redis too, so the stream looks right, but read back from the process's memory."""
+
+    async def save(self, room: str, frame: dict[str, Any]) -> None:
+        await RoomHistory.save(self, room, frame)
+        await super().save(room, frame)
+
+
+class SavedAsRepr(RoomHistory):
+    """str(frame) stored, ast.literal_eval to read it: round-trips in Python, but it is not JSON."""
+
+    async def save(self, room: str, frame: dict[str, Any]) -> None:
+        await self.redis.xadd(self.key(room), {"frame": str(frame)}, maxlen=self.size, approximate=True)
+
+    async def recent(self, room: str, count: int = 10) -> Any:
+        entries = await self.redis.xrevrange(self.key(room), count=count)
+        return [ast.literal_eval(fields["frame"]) for _, fields in reversed(entries)]
+
+
+class OneFieldPerKey(RoomHistory):
+    async def save(self, room: str, frame: dict[str, Any]) -> None:
+        fields = {key: value if isinstance(value, str) else json.dumps(value) for key, value in frame.items()}
+        await self.redis.xadd(self.key(room), fields, maxlen=self.size, approximate=True)
+
+    async def recent(self, room: str, count: int = 10) -> Any:
+        entries = await self.redis.xrevrange(self.key(room), count=count)
+        return [dict(fields) for _, fields in reversed(entries)]
+
+
+@pytest.mark.parametrize(("history_type", "reported", "hint"), [
+    (InMemory, "after 7 saves, nothing reached Redis", "keep the frames in Redis only"),
+    (WrittenButReadFromMemory, "workers A and B took turns saving to the lobby: A's recent('lobby', 3) "
+                               "should give every worker's frames, from Redis",
+     "keep the frames in Redis only"),
+    (SavedAsRepr, "each entry of the stream should hold its frame as JSON, in one field",
+     "json.dumps(frame)"),
+    (OneFieldPerKey, "each entry of the stream should hold its frame as JSON, in one field", "in one field"),
+])
+def test_stream_history_in_memory_or_not_json_fails(history_type: type[RoomHistory], reported: str,
+                                                    hint: str) -> None:
+    result = check_stream_history(history_type)
+    assert result.status == "failed" and reported in result.summary, str(result)
+    assert hint in result.hint, result.hint
+
+
+class TailOfXrange(RoomHistory):
+    """XRANGE of the whole (capped) stream, then its tail; another field name; non-ASCII kept as it is."""
+
+    async def save(self, room: str, frame: dict[str, Any]) -> None:
+        await self.redis.xadd(self.key(room), {"json": json.dumps(frame, ensure_ascii=False)},
+                              maxlen=self.size, approximate=True)
+
+    async def recent(self, room: str, count: int = 10) -> Any:
+        entries = await self.redis.xrange(self.key(room))
+        return [json.loads(fields["json"]) for _, fields in entries[-count:]] if count > 0 else []
+
+
+def test_another_stream_history_passes() -> None:
+    result = check_stream_history(TailOfXrange)
+    assert result.passed, str(result)
+
+
+def test_the_stream_history_stub_hint_says_where_to_start() -> None:
+    class Stub(RoomHistory):
+        async def save(self, room: str, frame: dict[str, Any]) -> None:
+            raise NotImplementedError
+
+    result = check_stream_history(Stub)
+    assert result.status == "not done" and "start with save" in result.hint
+    for answer in ("maxlen=", "approximate=True", "json.dumps", "XREVRANGE"):
+        assert answer not in result.hint

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,9 @@ from websockets.asyncio.client import connect
 import wslab
 from wslab.checks.result import CheckResult
 from wslab.checks.testing import check_leave_test, check_private_test, check_sender_test
+from wslab.demos.planted import LeakyPrivateRooms
+from wslab.reference.app import AppRooms
+from wslab.reference.rooms import Room
 from wslab.tools.student import has_solution, stub_solutions
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "07_testing.ipynb"
@@ -124,7 +128,7 @@ def test_a_test_that_asserts_nothing_fails() -> None:
     result = check_private_test(asserts_nothing)
     assert result.status == "failed", str(result)
     assert "your test also passes on the app where a private message also reaches everyone" in str(result)
-    assert "Hint: put three users in the room" in str(result)
+    assert "Hint: a leak shows only to someone who is neither the sender nor the recipient" in str(result)
 
 
 def test_a_test_that_checks_only_the_recipient_fails() -> None:
@@ -154,7 +158,7 @@ def test_a_test_that_waits_forever_is_stopped_and_said_to_hang() -> None:
 def test_a_test_that_hangs_only_on_the_planted_app_is_said_to_hang() -> None:
     def hangs_on_the_bug(app: FastAPI) -> None:
         def play(ada: Any, bo: Any, cy: Any) -> None:
-            if type(app.state.rooms).__name__ != "AppRooms":
+            if isinstance(app.state.rooms, LeakyPrivateRooms):
                 cy.receive_json()  # the private message
                 cy.receive_json()  # and nothing more, ever
 
@@ -271,3 +275,85 @@ def test_a_test_without_the_app_argument_fails_clearly() -> None:
 def test_a_check_leaves_no_server_running() -> None:
     check_sender_test(sender_test("ada"))
     assert not wslab.running_servers()
+
+
+# -- tests that judge the code, wait for silence, or guess how long the server takes ----------------------
+def private_judged_by_its_class(app: FastAPI) -> None:
+    assert type(app.state.rooms).relay is AppRooms.relay, "relay was overridden"
+
+
+def private_judged_by_its_source(app: FastAPI) -> None:
+    assert "room.broadcast(Private" not in inspect.getsource(type(app.state.rooms))
+
+
+def private_judged_by_silence(app: FastAPI) -> None:
+    """Waits half a second on cy for the leaked copy, in a thread, and calls the silence a pass."""
+
+    def play(ada: Any, bo: Any, cy: Any) -> None:
+        psst(ada)
+        bo.receive_json()
+        got: list[Any] = []
+        waiting = threading.Thread(target=lambda: got.append(cy.receive_json()), daemon=True)
+        waiting.start()
+        waiting.join(timeout=0.5)
+        assert not got, got
+        cy.send_json({"type": "message", "content": "done"})  # lets the waiting thread end
+        waiting.join(timeout=2)
+
+    room_of_three(app, play)
+
+
+async def leave_after_a_sleep(app: FastAPI) -> None:
+    """Sleeps a guess of how long the server needs, then barely waits for the leave frame."""
+    with wslab.serve(app, name="under test") as server:
+        rooms = app.state.rooms
+        async with connect(server.ws_url("/ws/chat/lobby")) as ada:
+            await ada.send(json.dumps({"type": "auth", "token": rooms.tokens.issue("ada")}))
+            await asyncio.wait_for(ada.recv(), 2)
+            async with connect(server.ws_url("/ws/chat/lobby")) as bo:
+                await bo.send(json.dumps({"type": "auth", "token": rooms.tokens.issue("bo")}))
+                await asyncio.wait_for(ada.recv(), 2)  # bo's join
+            await asyncio.sleep(0.5)
+            frame = json.loads(await asyncio.wait_for(ada.recv(), 0.05))
+            assert frame == {"type": "leave", "user": "bo", "count": 1, "version": 3}, frame
+
+
+def leave_judged_by_its_class(app: FastAPI) -> None:
+    room = app.state.rooms.room("probe")
+    assert type(room).leave is Room.leave
+    app.state.rooms.rooms.pop("probe", None)
+
+
+def sender_judged_by_the_class_name(app: FastAPI) -> None:
+    assert type(app.state.rooms).__name__ == "AppRooms"
+
+
+@pytest.mark.parametrize(("check", "test", "reported", "hint"), [
+    (check_private_test, private_judged_by_its_class, "fails on the complete app written another way",
+     "never how its code is written"),
+    (check_private_test, private_judged_by_its_source, "written another way (the leaked copies sent a moment "
+                                                       "later", "Make a frame that must come"),
+    (check_private_test, private_judged_by_silence, "so it would not catch that bug",
+     "cannot tell 'never' from 'later'"),
+    (check_leave_test, leave_after_a_sleep, "fails on the complete app written another way (its rooms "
+                                            "subclassed, a leave frame that takes 1 s to come)",
+     "nor how fast it answers"),
+    (check_leave_test, leave_judged_by_its_class, "fails on the complete app written another way",
+     "never how its code is written"),
+    (check_sender_test, sender_judged_by_the_class_name, "fails on the complete app written another way",
+     "never how its code is written"),
+])
+def test_tests_that_judge_the_code_or_the_clock_fail(check: Callable[..., CheckResult], test: Test,
+                                                      reported: str, hint: str) -> None:
+    result = check(test)
+    assert result.status == "failed" and reported in str(result), str(result)
+    assert hint in result.hint, result.hint
+
+
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_the_stub_hint_says_where_to_start_not_the_answer(exercise: str) -> None:
+    name, check = EXERCISES[exercise]
+    hint = check(notebook_test(name, stub=True)).hint
+    assert hint.startswith("start ")
+    for answer in ("'user': 'bo'", "{'type': 'leave'", "public message", "three users"):
+        assert answer not in hint

@@ -15,12 +15,60 @@ from wslab.lab.server import LabServer
 from wslab.lab.transcript import Transcript
 from wslab.reference.app import AppRooms
 
-from .auth import _has, _join, _next, _nothing
+from .aimed import Aim, Missed
 from .result import CheckResult, Mismatch, run_check
 
 __all__ = ["REACTIONS", "check_reactions", "check_typing"]
 
 REACTIONS = ("👍", "❤️", "😂", "🎉", "🤔")  # the emoji exercise 6.2 accepts
+FLOOD = 40  # frames sent at once to prove the rate limit applies (its burst is 20)
+
+FLOOD_HINT = ("handle your frame in relay, not in handle: handle takes a token from the sender's rate limit "
+              "first, then calls relay, so only frames that reach relay are counted.")
+FROM_TOKEN_HINT = ("the name comes from the token: use the user argument relay is given, never a field of "
+                   "the frame the client sent.")
+OWN_FIELDS_HINT = ("build the frame you send from what you checked (the type, the user from the token, the "
+                   "validated fields), not from the client's frame: whatever else a client puts in it must "
+                   "not reach anyone.")
+
+
+async def _next(bot: LabClient, step: str, expected: Any, wait: float = 3.0) -> Any:
+    """The next frame ``bot`` receives, as JSON; a :class:`Mismatch` for ``step`` if none comes."""
+    try:
+        return await bot.recv_json(wait)
+    except TimeoutError:
+        raise Mismatch(step, expected, f"nothing within {wait:g} s") from None
+    except ConnectionClosed:
+        raise Mismatch(step, expected, f"the connection closed: {bot.close_code} {bot.close_reason or ''}"
+                       ) from None
+
+
+async def _join(bot: LabClient, token: str, step: str) -> Any:
+    """Authenticate ``bot``; its first frame, which should be its ``join``."""
+    await bot.send({"type": "auth", "token": token})
+    return await _next(bot, step, "a join frame")
+
+
+async def _nothing(bot: LabClient, step: str, hint: str) -> None:
+    try:
+        frame = await bot.recv_json(0.5)
+    except TimeoutError:
+        return
+    raise Missed(step, "(nothing)", frame, hint)
+
+
+def _has(frame: Any, expected: dict[str, Any], step: str, hint: str | None = None) -> None:
+    """Like :func:`expect`, but extra fields (an id, a time) are fine."""
+    if not (isinstance(frame, dict) and all(frame.get(key) == value for key, value in expected.items())):
+        if hint is None:
+            raise Mismatch(step, expected, frame)
+        raise Missed(step, expected, frame, hint)
+
+
+def _no_client_fields(frame: Any, step: str) -> None:
+    """The relayed frame carries none of the fields a client slipped into its own frame."""
+    if isinstance(frame, dict) and "note" in frame:
+        raise Missed(step, "no 'note' field (the client made it up)", frame, OWN_FIELDS_HINT)
 
 
 def _rooms(app: Any) -> AppRooms:
@@ -47,24 +95,29 @@ async def _room(server: LabServer, app: Any, transcript: Transcript, room: str,
     return bots
 
 
-async def _closed_with(bot: LabClient, code: int, step: str) -> None:
+async def _closed_with(bot: LabClient, code: int, step: str, hint: str = FLOOD_HINT) -> None:
     expected = f"closed with {code}"
     try:
         for _ in range(100):  # what was already queued for it, then the close
             await bot.recv_json(3.0)
     except TimeoutError:
-        raise Mismatch(step, expected, "still open") from None
+        raise Missed(step, expected, "still open", hint) from None
     except ConnectionClosed:
         if bot.close_code != code:
-            raise Mismatch(step, expected, f"closed with {bot.close_code} {bot.close_reason or ''}") from None
+            raise Missed(step, expected, f"closed with {bot.close_code} {bot.close_reason or ''}",
+                         hint) from None
         return
-    raise Mismatch(step, expected, "still open after 100 frames")
+    raise Missed(step, expected, "still open after 100 frames", hint)
 
 
 def check_typing(app: Any) -> CheckResult:
     """Exercise 6.1: ``{"type": "typing"}`` from a user reaches everyone else in the room as ``{"type":
     "typing", "user": <that user>}``: not the sender, not other rooms, and the user comes from the token
-    whatever the frame says. Typing frames count against the rate limit; chat still works."""
+    whatever the frame says. Typing frames count against the rate limit; chat still works.
+
+    Refused, among others: the name taken from the frame; the client's frame relayed with the user set (its
+    other fields reach everyone); the sender included; every room; typing frames handled in ``handle``,
+    before the rate limit (a flood of them is never stopped)."""
 
     async def scenario(server: LabServer, transcript: Transcript) -> None:
         lobby = await _room(server, app, transcript, "lobby", "ada", "bo", "cy")
@@ -76,40 +129,58 @@ def check_typing(app: Any) -> CheckResult:
             typing = {"type": "typing", "user": "ada"}
             for bot in (bo, cy):
                 step = f"{bot.name}, in ada's room, should see that ada is typing"
-                _has(await _next(bot, step, typing), typing, step)
-            await ada.send({"type": "typing", "user": "bo"})
+                _has(await _next(bot, step, typing), typing, step,
+                     "in relay, when frame_type(data) is 'typing', send {'type': 'typing', 'user': ...} to "
+                     "the other members of the room, then return.")
+            await ada.send({"type": "typing", "user": "bo", "note": "<img src=x onerror=alert(1)>"})
             step = "a typing frame that claims to be from bo, sent by ada, should say ada"
-            _has(await _next(cy, step, typing), typing, step)
+            frame = await _next(cy, step, typing)
+            _has(frame, typing, step, FROM_TOKEN_HINT)
+            _no_client_fields(frame, "ada's typing frame had a 'note' field of her own: cy should not get it")
             await ada.send({"type": "message", "content": "hello"})
             message = {"type": "message", "user": "ada", "content": "hello"}
             step = "ada should not see her own typing frames (her next frame is her message)"
-            _has(await _next(ada, step, message), message, step)
+            _has(await _next(ada, step, message), message, step,
+                 "send the typing frame to every member but the sender (client).")
             await dee.send({"type": "message", "content": "anyone?"})
             step = "dee, in the kitchen, should never see the lobby's typing (her next frame is her message)"
             mine = {"type": "message", "user": "dee", "content": "anyone?"}
-            _has(await _next(dee, step, mine), mine, step)
-            for _ in range(40):
+            _has(await _next(dee, step, mine), mine, step,
+                 "room.members holds the members of the sender's room only: loop over it, not over every "
+                 "room.")
+            for _ in range(FLOOD):
                 await cy.send({"type": "typing"})
-            await _closed_with(cy, 1008, "40 typing frames at once are a flood: the rate limit should close "
-                                         "cy with 1008 (handle them in relay, not handle)")
+            await _closed_with(cy, 1008, f"{FLOOD} typing frames at once are a flood: the rate limit should "
+                                         "close cy with 1008")
         finally:
             for bot in (*lobby, *kitchen):
                 await bot.close()
 
-    return run_check(
-        "Exercise 6.1 (typing indicator)", app, scenario,
+    aim = Aim()
+    return aim.apply(run_check(
+        "Exercise 6.1 (typing indicator)", app, aim.watch(scenario),
         passed="everyone else in the room sees who is typing.",
-        hint="override relay(self, room, user, client, data): if frame_type(data) == 'typing', send "
-             "{'type': 'typing', 'user': user} to every member of room.members except client, and return; "
-             "otherwise call super().relay(room, user, client, data).",
-    )
+        hint="start in relay: recognise a typing frame with frame_type(data), and think about who should "
+             "receive what (the exercise lists it). Everything else goes on to super().relay(...).",
+    ))
+
+
+BAD_REACTIONS: tuple[dict[str, Any], ...] = (
+    {"emoji": "👎"}, {"emoji": "<b>hi</b>"}, {"emoji": 42}, {}, {"emoji": "👍" * 500}, {"emoji": ""},
+    {"emoji": "❤"}, {"emoji": "👍🎉"}, {"emoji": ["👍"]},
+)  # another emoji, HTML, a number, none, too long, empty, ❤ without its U+FE0F, two at once, a list
 
 
 def check_reactions(app: Any) -> CheckResult:
     """Exercise 6.2: ``{"type": "reaction", "emoji": e}`` with ``e`` one of :data:`REACTIONS` reaches
-    everyone in the room, the sender included, as ``{"type": "reaction", "user": u, "emoji": e}``.
-    Any other emoji, a missing or non-string one, gets an ``error`` frame (with a ``message``) to the
-    sender only; the connection stays open."""
+    everyone in the room, the sender included, as ``{"type": "reaction", "user": u, "emoji": e}`` (more
+    fields are fine). Any other emoji, a missing or non-string one, gets an ``error`` frame (with a
+    ``message``) to the sender only; the connection stays open. Reactions count against the rate limit.
+
+    Refused, among others: the name taken from the frame (a forged ``user``); the client's frame relayed as
+    it came (its other fields reach everyone); a check by substring (``""``, a bare ``❤``, two emoji at once
+    pass it); no validation; the error sent to the room; the sender left out; reactions handled in
+    ``handle``, before the rate limit (a flood of them is never stopped)."""
 
     async def scenario(server: LabServer, transcript: Transcript) -> None:
         lobby = await _room(server, app, transcript, "lobby", "ada", "bo")
@@ -122,31 +193,50 @@ def check_reactions(app: Any) -> CheckResult:
                 reaction = {"type": "reaction", "user": "bo", "emoji": emoji}
                 for bot in (ada, bo):
                     step = f"{bot.name} should see bo's {emoji} reaction (the sender too)"
-                    _has(await _next(bot, step, reaction), reaction, step)
-            for bad in ({"emoji": "👎"}, {"emoji": "<b>hi</b>"}, {"emoji": 42}, {}, {"emoji": "👍" * 500}):
+                    _has(await _next(bot, step, reaction), reaction, step,
+                         "send the reaction to every member of the room, the sender included.")
+            await ada.send({"type": "reaction", "emoji": "🤔", "user": "bo", "note": "<script>"})
+            reaction = {"type": "reaction", "user": "ada", "emoji": "🤔"}
+            for bot in (ada, bo):
+                step = f"ada's reaction claims to be from bo: {bot.name} should see it from ada"
+                frame = await _next(bot, step, reaction)
+                _has(frame, reaction, step, FROM_TOKEN_HINT)
+                _no_client_fields(frame, f"ada's reaction had a 'note' field of her own: {bot.name} should "
+                                         "not get it")
+            for bad in BAD_REACTIONS:
                 await ada.send({"type": "reaction", **bad})
                 step = (f"a reaction with {bad or 'no emoji'} should get an error frame, "
                         "{'type': 'error', 'message': 'why'}, to ada only")
                 error = await _next(ada, step, {"type": "error", "message": "(text saying why)"})
-                _has(error, {"type": "error"}, step)
+                hint = ("validate the whole frame with the Reaction model (Literal[REACTIONS] accepts "
+                        "exactly those strings, not a part of one); on a ValidationError, send the error to "
+                        "client and return.")
+                _has(error, {"type": "error"}, step, hint)
                 if not isinstance(error.get("message"), str) or not error["message"]:
-                    raise Mismatch(step, {"type": "error", "message": "(text saying why)"}, error)
+                    raise Missed(step, {"type": "error", "message": "(text saying why)"}, error, hint)
             await ada.send({"type": "message", "content": "still here"})
             message = {"type": "message", "user": "ada", "content": "still here"}
             step = "after the bad reactions ada's connection should stay open and chat should work"
-            _has(await _next(ada, step, message), message, step)
+            _has(await _next(ada, step, message), message, step,
+                 "after sending the error frame, return: one error per bad reaction, and the connection "
+                 "stays open.")
             step = "bo should see none of ada's refused reactions (his next frame is her message)"
-            _has(await _next(bo, step, message), message, step)
-            await _nothing(cy, "cy, in the kitchen, should see nothing of the lobby")
+            _has(await _next(bo, step, message), message, step,
+                 "a refused reaction concerns its sender only: send the error with client.send(...).")
+            await _nothing(cy, "cy, in the kitchen, should see nothing of the lobby",
+                           "room.members holds the sender's room only: send to it, not to every room.")
+            for _ in range(FLOOD):
+                await bo.send({"type": "reaction", "emoji": "🎉"})
+            await _closed_with(bo, 1008, f"{FLOOD} reactions at once are a flood: the rate limit should "
+                                         "close bo with 1008")
         finally:
             for bot in (*lobby, *kitchen):
                 await bot.close()
 
-    return run_check(
-        "Exercise 6.2 (reactions)", app, scenario,
-        passed="reactions reach the room, and nothing else gets through.",
-        hint="in relay, if frame_type(data) == 'reaction', validate it with the Reaction model (emoji: "
-             "Literal[REACTIONS]); on ValidationError, client.send({'type': 'error', 'message': ...}) and "
-             "return; else send {'type': 'reaction', 'user': user, 'emoji': ...} to every member of "
-             "room.members, and return. Other frames: super().relay(...).",
-    )
+    aim = Aim()
+    return aim.apply(run_check(
+        "Exercise 6.2 (reactions)", app, aim.watch(scenario),
+        passed="reactions reach the room, from whom the token says, and nothing else gets through.",
+        hint="start in relay: recognise a reaction with frame_type(data), then let the Reaction model "
+             "decide whether it is allowed (chapter 03 validated frames the same way).",
+    ))

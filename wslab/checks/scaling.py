@@ -26,8 +26,9 @@ from wslab.lab.transcript import RECEIVED, SENT, Transcript
 from wslab.reference.app import AppRooms, create_app
 from wslab.reference.auth import Tokens
 
-from .app import _closed_with, _rooms
-from .auth import _has, _next
+from .aimed import Aim, Missed
+from .app import FLOOD as TYPING_FLOOD
+from .app import FROM_TOKEN_HINT, _closed_with, _has, _next, _no_client_fields, _rooms
 from .result import CheckResult, Mismatch, expect, run_check_on_servers
 
 __all__ = ["HISTORY_SIZE", "check_stream_history", "check_typing_everywhere"]
@@ -41,6 +42,7 @@ FLOOD = 350  # frames saved to one room to see the stream capped
 # over 1000 saves); with tiny frames, where nodes fill up to 100 entries, 150 (at most 199). Exactly 100
 # with approximate=False; 350 uncapped. So a capped history holds size to 2 * size entries.
 MOST = 2 * HISTORY_SIZE
+EVERY_WORKER = "one room.broadcast(...) reaches everyone in the room on every worker, this one included."
 
 
 def _with_redis(exercise: str, hint: str, run: Callable[[str], CheckResult]) -> CheckResult:
@@ -82,11 +84,15 @@ def check_typing_everywhere(rooms_type: Any) -> CheckResult:
     """Exercise 8.1: chapter 06's typing indicator with rooms shared through Redis. ``rooms_type`` is an
     :class:`~wslab.reference.app.AppRooms` subclass; ``{"type": "typing"}`` from a user must reach everyone
     else in the room *on every worker* as ``{"type": "typing", "user": <that user>}``: not the sender, not
-    other rooms, with the user from the token. Typing frames count against the rate limit."""
+    other rooms, with the user from the token. Typing frames count against the rate limit.
+
+    Refused, among others: chapter 06's loop over ``room.members`` (this worker's connections only); that
+    loop and a broadcast both; no ``exclude``; no ``return`` (the frame also reaches ``super().relay``); the
+    name from the frame; the client's frame relayed (its other fields reach everyone); every room; typing
+    handled in ``handle``, before the rate limit."""
     exercise = "Exercise 8.1 (typing everywhere)"
-    hint = ("in relay, if frame_type(data) == 'typing': room.broadcast({'type': 'typing', 'user': user}, "
-            "exclude=client), and return; otherwise super().relay(room, user, client, data). room.members "
-            "holds only this server's connections: a loop over it misses the other workers.")
+    hint = ("start from chapter 06's answer, in relay; the exercise says what room.members holds with a "
+            "broker, and which method of the room reaches every worker.")
     if not (inspect.isclass(rooms_type) and issubclass(rooms_type, AppRooms)):
         what = _what(rooms_type)
         if inspect.isclass(rooms_type):
@@ -106,8 +112,10 @@ def check_typing_everywhere(rooms_type: Any) -> CheckResult:
                 for bot in bots:
                     await bot.close()
 
-        return run_check_on_servers(exercise, apps, scenario, hint=hint,
-                                    passed="everyone else in the room sees who is typing, on every worker.")
+        aim = Aim()
+        return aim.apply(run_check_on_servers(
+            exercise, apps, aim.watch(scenario), hint=hint,
+            passed="everyone else in the room sees who is typing, on every worker."))
 
     return _with_redis(exercise, hint, run)
 
@@ -139,37 +147,44 @@ async def _typing_everywhere(servers: list[LabServer], tokens: Tokens, transcrip
     await ada.send({"type": "typing"})
     await ada.send({"type": "message", "content": "hello"})  # bo's next frame if the typing missed him
     step = "cy, in the lobby on ada's server, should see that ada is typing"
-    _has(await _next(cy, step, typing), typing, step)
+    _has(await _next(cy, step, typing), typing, step,
+         "in relay, when frame_type(data) is 'typing', send {'type': 'typing', 'user': ...} to the room, "
+         "then return.")
     step = ("cy should get ada's typing frame once, then her message (room.broadcast reaches this server's "
             "members too: no loop over room.members is needed)")
-    _has(await _next(cy, step, hello), hello, step)
+    _has(await _next(cy, step, hello), hello, step, EVERY_WORKER)
     step = ("bo should see that ada is typing. He is in the lobby too, but on the other server: room.members "
-            "holds only this server's connections (ada's and cy's), so a loop over it never reaches him; "
-            "room.broadcast(frame, exclude=client) reaches every server")
-    _has(await _next(bo, step, typing), typing, step)
+            "holds only this server's connections (ada's and cy's), so a loop over it never reaches him")
+    _has(await _next(bo, step, typing), typing, step,
+         "the room has a method that reaches its members on every worker: the exercise names it.")
     step = "bo should get ada's typing frame once, then her message"
-    _has(await _next(bo, step, hello), hello, step)
+    _has(await _next(bo, step, hello), hello, step, EVERY_WORKER)
     step = "ada should not see her own typing frames (her next frame is her message)"
     frame = await _next(ada, step, hello)
+    hint = "room.broadcast can leave one client out: look at its exclude argument."
     if isinstance(frame, dict) and frame.get("type") == "error":
         step = ("ada's typing frame got an error back: once relay has handled a typing frame it should "
                 "return, not pass it on to super().relay")
-    _has(frame, hello, step)
-    await ada.send({"type": "typing", "user": "bo"})
+        hint = "return once the typing frame is handled: super().relay does not know typing frames."
+    _has(frame, hello, step, hint)
+    await ada.send({"type": "typing", "user": "bo", "note": "<img src=x onerror=alert(1)>"})
     for bot in (cy, bo):
-        step = (f"a typing frame that claims to be from bo, sent by ada, should say ada to {bot.name} (the "
-                "user comes from the token: relay's user argument)")
-        _has(await _next(bot, step, typing), typing, step)
+        step = f"a typing frame that claims to be from bo, sent by ada, should say ada to {bot.name}"
+        frame = await _next(bot, step, typing)
+        _has(frame, typing, step, FROM_TOKEN_HINT)
+        _no_client_fields(frame, f"ada's typing frame had a 'note' field of her own: {bot.name} should not "
+                                 "get it")
     await dee.send({"type": "message", "content": "anyone?"})
     anyone = {"type": "message", "user": "dee", "content": "anyone?"}
     for bot, where, whose in ((dee, "the other server", "her own"), (eve, "ada's server", "dee's")):
         step = (f"{bot.name}, in the kitchen on {where}, should never see the lobby's typing (her next "
                 f"frame is {whose} message)")
-        _has(await _next(bot, step, anyone), anyone, step)
-    for _ in range(40):
+        _has(await _next(bot, step, anyone), anyone, step,
+             "broadcast to the sender's room (relay's room argument), not to every room or channel.")
+    for _ in range(TYPING_FLOOD):
         await cy.send({"type": "typing"})
-    await _closed_with(cy, 1008, "40 typing frames at once are a flood: the rate limit should close cy "
-                                 "with 1008 (handle them in relay, not handle)")
+    await _closed_with(cy, 1008, f"{TYPING_FLOOD} typing frames at once are a flood: the rate limit should "
+                                 "close cy with 1008")
 
 
 def _frame(user: str, content: str) -> dict[str, Any]:
@@ -199,11 +214,12 @@ def _on_a_coroutine(exc: BaseException) -> bool:
         for frame, _ in traceback.walk_tb(exc.__traceback__) for value in frame.f_locals.values())
 
 
-async def _call(transcript: Transcript, what: str, call: Callable[[], Any], awaited: str) -> Any:
+async def _call(transcript: Transcript, what: str, call: Callable[[], Any], awaited: str,
+                who: str = "check") -> Any:
     """Await the learner's ``call()`` (``what`` says which, ``awaited`` what it should await), noted in the
-    transcript; what it raises becomes a :class:`Mismatch` saying so (but ``NotImplementedError``: not done
-    yet)."""
-    transcript.add("check", SENT, what)
+    transcript as ``who``'s; what it raises becomes a :class:`Mismatch` saying so (but
+    ``NotImplementedError``: not done yet)."""
+    transcript.add(who, SENT, what)
     try:
         result = call()
         if not inspect.isawaitable(result):
@@ -227,7 +243,7 @@ async def _call(transcript: Transcript, what: str, call: Callable[[], Any], awai
         raise Mismatch(f"{what} raised {type(exc).__name__}{why}", "no exception",
                        f"{type(exc).__name__}: {exc}") from None
     if value is not None:
-        transcript.add("check", RECEIVED, json.dumps(value, ensure_ascii=False, default=repr))
+        transcript.add(who, RECEIVED, json.dumps(value, ensure_ascii=False, default=repr))
     return value
 
 
@@ -252,15 +268,26 @@ def _recent_step(got: Any, saved: list[dict[str, Any]], room: str, count: int, h
     return f"{asked} should give the last {count} frames saved to the {room}, oldest first"
 
 
+IN_PROCESS_HINT = ("keep the frames in Redis only: save writes them with XADD, and recent reads them back "
+                   "from Redis every time, so that every worker (every RoomHistory on that Redis) sees the "
+                   "same history. Nothing about the frames may stay in the object itself.")
+JSON_HINT = ("store each frame as JSON text in one field of the entry (json.dumps(frame)) and read it back "
+             "with json.loads: JSON is what every worker, and any other program, can read.")
+
+
 def check_stream_history(history_type: Any) -> CheckResult:
     """Exercise 8.2: ``history_type(redis, size=100)`` keeps each room's last ``size`` frames in a Redis
     stream at ``history:{room}``. ``await save(room, frame)`` adds a frame (a dict), ``await recent(room,
     count)`` gives the last ``count`` frames as dicts, oldest first (``[]`` for a room never written),
-    rooms are separate, and the stream stays capped at about ``size`` entries."""
+    rooms are separate, and the stream stays capped at about ``size`` entries.
+
+    Two histories on the same Redis, each with its own connection, stand for two workers: they save in turn
+    and each must see every frame. Refused, among others: frames kept in the process's memory (even when
+    they are also written to Redis); frames stored as Python's repr or one field per key instead of JSON;
+    a list instead of a stream; newest first; the first frames instead of the last; no cap."""
     exercise = "Exercise 8.2 (stream history)"
-    hint = ("save: XADD to self.key(room) one field holding json.dumps(frame), with maxlen=self.size, "
-            "approximate=True. recent: XREVRANGE with count gives the newest entries first: reverse them, "
-            "and json.loads each entry's field.")
+    hint = ("start with save: one XADD per frame to the room's key (self.key(room)); the exercise's list "
+            "says how to store a frame and how to keep the stream capped. Then recent reads them back.")
     if not inspect.isclass(history_type):
         return CheckResult(exercise, "failed", "pass your history class itself: "
                            f"check_stream_history(RoomHistory), not {_what(history_type)}.", hint)
@@ -268,42 +295,54 @@ def check_stream_history(history_type: Any) -> CheckResult:
 
     def run(url: str) -> CheckResult:
         async def scenario(servers: list[LabServer], transcript: Transcript) -> None:
-            redis = Redis.from_url(url, decode_responses=True)
+            workers = [Redis.from_url(url, decode_responses=True) for _ in range(2)]
             try:
-                await _history(make(redis, size=HISTORY_SIZE), redis, transcript)
+                await _history([make(redis, size=HISTORY_SIZE) for redis in workers], workers[0], transcript)
             finally:
-                await redis.aclose()
+                for redis in workers:
+                    await redis.aclose()
 
+        aim = Aim()
         with _unawaited_kept_quiet():
-            return run_check_on_servers(exercise, [], scenario, hint=hint,
-                                        passed="each room keeps its recent frames in a capped Redis stream.")
+            return aim.apply(run_check_on_servers(
+                exercise, [], aim.watch(scenario), hint=hint,
+                passed="each room keeps its recent frames in a capped Redis stream, which every worker "
+                       "sees."))
 
     return _with_redis(exercise, hint, run)
 
 
-async def _history(history: Any, redis: Redis, transcript: Transcript) -> None:
-    async def recent(room: str, count: int) -> Any:
+async def _history(histories: list[Any], redis: Redis, transcript: Transcript) -> None:
+    """Exercise 8.2's steps: ``histories`` are two instances of the learner's class on the same Redis (two
+    workers, A and B); ``redis`` is the check's own connection, to look at what is stored."""
+    names = ("A", "B")
+
+    async def recent(worker: int, room: str, count: int) -> Any:
+        history = histories[worker]
         return await _call(transcript, f"recent({room!r}, {count})", lambda: history.recent(room, count),
-                           "entries = await self.redis.xrevrange(...)")
+                           "entries = await self.redis.xrevrange(...)", f"worker {names[worker]}")
 
-    async def save(room: str, frame: dict[str, Any]) -> None:
+    async def save(worker: int, room: str, frame: dict[str, Any]) -> None:
+        history = histories[worker]
         await _call(transcript, f"save({room!r}, {frame})", lambda: history.save(room, frame),
-                    "await self.redis.xadd(...)")
+                    "await self.redis.xadd(...)", f"worker {names[worker]}")
 
-    expect(await recent("lobby", 5), [], "recent() of a room nothing was saved to should be []")
+    expect(await recent(0, "lobby", 5), [], "recent() of a room nothing was saved to should be []")
     lobby = [{"type": "join", "user": "ada", "users": ["ada"]}, *(_frame("ada", str(n)) for n in range(1, 5))]
+    lobby[-1] = {**lobby[-1], "typing": None, "urgent": True}  # JSON's null and true, in one frame
     kitchen = [_frame("bo", "k1"), _frame("bo", "k2")]
     saves = [("lobby", 0), ("lobby", 1), ("kitchen", 0), ("lobby", 2), ("lobby", 3), ("kitchen", 1),
              ("lobby", 4)]
-    for room, n in saves:
-        await save(room, (lobby if room == "lobby" else kitchen)[n])
+    for turn, (room, n) in enumerate(saves):  # workers A and B take turns
+        await save(turn % 2, room, (lobby if room == "lobby" else kitchen)[n])
     kind = str(await redis.type("history:lobby"))  # decode_responses=True: a str already
     if kind == "none":
         keys = sorted(await redis.keys("*"))
         if not keys:
-            raise Mismatch(f"after {len(saves)} saves, nothing reached Redis: did you await "
-                           "self.redis.xadd(...)? Without await, redis.asyncio makes the command but never "
-                           "sends it", "a stream at history:lobby", "no key at all in Redis")
+            raise Missed(f"after {len(saves)} saves, nothing reached Redis: save should write each frame to "
+                         "Redis with XADD (and await it: without await, redis.asyncio makes the command but "
+                         "never sends it)", "a stream at history:lobby", "no key at all in Redis",
+                         IN_PROCESS_HINT)
         raise Mismatch("saving to the lobby should add to its own stream at history:lobby (self.key(room)): "
                        "each room has a stream of its own", "a stream at history:lobby",
                        f"nothing there; the keys in Redis are {keys!r}")
@@ -313,19 +352,38 @@ async def _history(history: Any, redis: Redis, transcript: Transcript) -> None:
     held = await redis.xlen("history:lobby")
     expect(held, len(lobby), f"after {len(lobby)} saves to the lobby, its stream should hold {len(lobby)} "
            "entries (one XADD each)")
-    for count in (3, 10):
-        got = await recent("lobby", count)
-        if got != lobby[-count:]:
-            raise Mismatch(_recent_step(got, lobby, "lobby", count, held), lobby[-count:], got)
-    expect(await recent("kitchen", 10), kitchen,
+    entries = await redis.xrange("history:lobby")
+    for (_, fields), frame in zip(entries or [], lobby, strict=False):
+        if not any(_json(value) == frame for value in (fields or {}).values()):
+            raise Missed("each entry of the stream should hold its frame as JSON, in one field",
+                         {"frame": json.dumps(frame)}, fields, JSON_HINT)
+    for worker in (0, 1):
+        for count in (3, 10):
+            got = await recent(worker, "lobby", count)
+            if got != lobby[-count:]:
+                mine = [lobby[n] for turn, (room, n) in enumerate(saves)
+                        if room == "lobby" and turn % 2 == worker]
+                if got == mine[-count:]:
+                    raise Missed(f"workers A and B took turns saving to the lobby: {names[worker]}'s "
+                                 f"recent('lobby', {count}) should give every worker's frames, from Redis",
+                                 lobby[-count:], got, IN_PROCESS_HINT)
+                raise Mismatch(_recent_step(got, lobby, "lobby", count, held), lobby[-count:], got)
+    expect(await recent(1, "kitchen", 10), kitchen,
            "rooms are separate: recent('kitchen', 10) should give the kitchen's 2 frames, and nothing else")
     attic = [_frame("cy", str(n)) for n in range(FLOOD)]
-    transcript.add("check", SENT, f"save('attic', ...) {FLOOD} times")
+    transcript.add("worker A", SENT, f"save('attic', ...) {FLOOD} times")
     for frame in attic:
-        await history.save("attic", frame)
+        await histories[0].save("attic", frame)
     length = await redis.xlen("history:attic")
     if not HISTORY_SIZE <= length <= MOST:
         raise Mismatch(f"after {FLOOD} saves to the attic with size={HISTORY_SIZE}, its stream should keep "
                        f"about the last {HISTORY_SIZE} frames: XADD with maxlen=self.size, approximate=True",
                        f"{HISTORY_SIZE} to {MOST} entries", f"{length} entries")
-    expect(await recent("attic", 3), attic[-3:], "recent('attic', 3) should give the last 3 of its frames")
+    expect(await recent(1, "attic", 3), attic[-3:], "recent('attic', 3) should give the last 3 of its frames")
+
+
+def _json(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
