@@ -64,6 +64,13 @@ def test_an_unknown_command_lists_the_commands() -> None:
     assert "python3 run.py test" in result.stderr and "unknown command 'tset'" in result.stderr
 
 
+def test_an_unknown_benchmark_lists_the_benchmarks_before_installing_anything() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "bench", "brodcast"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "there is no benchmark 'brodcast'" in result.stderr and "broadcast, " in result.stderr
+
+
 # -- a copy of the project, set up as a learner would ---------------------------------------------------
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
