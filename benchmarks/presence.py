@@ -104,12 +104,13 @@ def extrapolate(a: Row, b: Row, n: int) -> Row:
 
 def print_presence(rows: list[Row]) -> None:
     print("\nPresence: N clients join the complete app's room one after another, each reading everything\n"
-          f"{'N':>6} {'joined':>7} {'wall s':>8} {'server CPU s':>13} {'clients CPU s':>14} {'MB delivered':>13} "
-          f"{'(computed)':>11} {'frames':>12} {'peak MB':>8}")
+          f"{'N':>6} {'joined':>7} {'wall s':>8} {'server CPU s':>13} {'clients CPU s':>14} "
+          f"{'MB delivered':>13} {'(computed)':>11} {'frames':>12} {'peak MB':>8}")
     for row in rows:
         print(f"{row['n']:>6,} {row['joined']:>7,} {row['wall_s']:>8.1f} {row['server_cpu_s']:>13.1f} "
-              f"{row['clients_cpu_s']:>14.1f} {row['mb_delivered']:>13,.1f} {row['expected_mb']:>11,.1f} {row['frames']:>12,} "
-              f"{row['peak_mb']:>8.0f}" + ("" if row["complete"] else "   (stopped: budget)")
+              f"{row['clients_cpu_s']:>14.1f} {row['mb_delivered']:>13,.1f} {row['expected_mb']:>11,.1f} "
+              f"{row['frames']:>12,} {row['peak_mb']:>8.0f}"
+              + ("" if row["complete"] else "   (stopped: budget)")
               + (f"   {row['closed']} clients closed" if row["closed"] else ""))
         guess = row.get("extrapolated")
         if guess:
