@@ -128,7 +128,7 @@ async def _rounds(srv: Server, speaker: Speaker, arrivals: Arrivals, rounds: int
             await asyncio.sleep(SETTLE)
             cpu += srv.cpu_s()
     return {"time_to_all_ms": statistics.median(times) * 1000, "time_to_all_max_ms": max(times) * 1000,
-            "cpu_ms_per_message": (srv.cpu_s() - cpu) / rounds * 1000}
+            "cpu_ms_per_message": (srv.cpu_s() - cpu) / rounds * 1000, "rounds": rounds}
 
 
 async def _saturate(srv: Server, speaker: Speaker, arrivals: Arrivals, n: int, seconds: float) -> Row:

@@ -51,8 +51,11 @@ def raise_nofile() -> None:
 
 
 def serve(kind: str, port: int) -> None:
-    """Run the server ``kind`` in this process until it is terminated."""
+    """Run the server ``kind`` in this process until it is terminated. With ``$BENCH_GC_LOG`` set, the
+    garbage collector's passes and time so far go to that file on SIGUSR1 (broadcast_profile.py)."""
     raise_nofile()
+    if os.environ.get("BENCH_GC_LOG"):
+        _log_gc(Path(os.environ["BENCH_GC_LOG"]))
     logging.getLogger("asyncio").setLevel(logging.ERROR)  # "socket.send() raised exception" at the end
     if kind == "bare":
         return asyncio.run(_bare(port))
@@ -62,6 +65,28 @@ def serve(kind: str, port: int) -> None:
 
     uvicorn.run(_asgi_app(kind), host="127.0.0.1", port=port, ws=WebSocketProtocol, log_level="warning",
                 backlog=4096)
+
+
+def _log_gc(path: Path) -> None:
+    """Count the garbage collector's passes and time; write them to ``path`` on SIGUSR1 (nothing is
+    written while collecting, which would add to what is measured)."""
+    import gc
+    import json
+    import signal
+    import time
+
+    totals = {"passes": [0, 0, 0], "seconds": [0.0, 0.0, 0.0]}
+    began = [0.0]
+
+    def measure(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.thread_time()
+        else:
+            totals["passes"][info["generation"]] += 1
+            totals["seconds"][info["generation"]] += time.thread_time() - began[0]  # CPU, not wall
+
+    gc.callbacks.append(measure)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: path.write_text(json.dumps(totals)))
 
 
 def _asgi_app(kind: str) -> Any:
