@@ -51,9 +51,15 @@ def payload(number: int, size: int = 16 * 1024) -> str:
     return f"#{number} " + base64.b64encode(os.urandom(size * 3 // 4)).decode()
 
 
-def test_a_broadcast_reaches_everyone_in_order(server: LabServer) -> None:
+# Both ways a writer sends: with permessage-deflate (each text an ASGI send, compressed per client) and
+# without (all it has queued in one write of frames made once per broadcast, WebSocketProtocol's FRAMES).
+BOTH_WRITES = pytest.mark.parametrize("compression", ["deflate", None], ids=["deflate", "frames"])
+
+
+@BOTH_WRITES
+def test_a_broadcast_reaches_everyone_in_order(server: LabServer, compression: str | None) -> None:
     async def scenario() -> dict[str, list[str | bytes]]:
-        async with chat(server, "ada", "bo", "cy") as team:
+        async with chat(server, "ada", "bo", "cy", compression=compression) as team:
             for number in range(50):
                 await team["ada"].send(f"#{number}")
             return {name: [await bot.recv() for _ in range(50)] for name, bot in team.items()}
@@ -109,12 +115,14 @@ def test_a_frame_of_max_frame_bytes_is_relayed(server: LabServer) -> None:
     assert asyncio.run(scenario()) == f"ada: {largest}"
 
 
-def test_a_client_that_never_reads_is_closed_with_1013_and_the_others_get_every_message_in_order() -> None:
+@BOTH_WRITES
+def test_a_client_that_never_reads_is_closed_with_1013_and_the_others_get_every_message_in_order(
+        compression: str | None) -> None:
     # close_timeout leaves bo time to read its backlog and then the close frame after it is kicked.
     manager = ConnectionManager(max_queue=8, close_timeout=10.0)
 
     async def scenario(server: LabServer) -> tuple[int, int | None, str | None, str | bytes]:
-        async with chat(server, "ada", "bo", "cy", compression=None, max_size=None) as team:
+        async with chat(server, "ada", "bo", "cy", compression=compression, max_size=None) as team:
             ada, bo, cy = team["ada"], team["bo"], team["cy"]
             sent = 0
             for number in range(2000):  # bo stops reading; its buffers fill well before this
@@ -139,13 +147,14 @@ def test_a_client_that_never_reads_is_closed_with_1013_and_the_others_get_every_
     assert [line for line in service_lines(server) if "closed" in line] == [kicked]
 
 
-def test_a_burst_larger_than_the_queue_from_clients_that_read_kicks_nobody() -> None:
+@BOTH_WRITES
+def test_a_burst_larger_than_the_queue_from_clients_that_read_kicks_nobody(compression: str | None) -> None:
     # Every client sends 40 frames at once: far more than max_queue=8 messages reach each queue, but
     # everyone reads, so nobody's socket is full and nobody is too slow.
     manager = ConnectionManager(max_queue=8)
 
     async def scenario(server: LabServer) -> tuple[dict[str, list[str | bytes]], int]:
-        async with chat(server, "ada", "bo", "cy") as team:
+        async with chat(server, "ada", "bo", "cy", compression=compression) as team:
             await asyncio.gather(*(bot.connection.send(f"{name} {number}")
                                    for name, bot in team.items() for number in range(40)))
             received = {name: [await bot.recv() for _ in range(120)] for name, bot in team.items()}
@@ -171,10 +180,11 @@ def test_the_manager_is_empty_after_everyone_leaves(server: LabServer, manager: 
     assert len(manager) == 0
 
 
-def test_a_client_that_drops_without_a_close_frame_is_removed(server: LabServer,
-                                                              manager: ConnectionManager) -> None:
+@BOTH_WRITES
+def test_a_client_that_drops_without_a_close_frame_is_removed(server: LabServer, manager: ConnectionManager,
+                                                              compression: str | None) -> None:
     async def scenario() -> tuple[int, str | bytes]:
-        async with chat(server, "ada", "bo") as team:
+        async with chat(server, "ada", "bo", compression=compression) as team:
             session = server.sessions.for_client_port(team["bo"].connection.local_address[1])
             assert session is not None
             team["bo"].connection.transport.abort()  # no close frame
@@ -200,9 +210,11 @@ def closing_app(count: int) -> FastAPI:
     return app
 
 
-def test_client_close_delivers_what_is_queued_then_closes_with_the_code() -> None:
+@BOTH_WRITES
+def test_client_close_delivers_what_is_queued_then_closes_with_the_code(compression: str | None) -> None:
     async def scenario(server: LabServer) -> tuple[list[str | bytes], int | None, str | None]:
-        async with wslab.connect(server, "/ws", transcript=Transcript(live=False)) as ws:
+        transcript = Transcript(live=False)
+        async with wslab.connect(server, "/ws", transcript=transcript, compression=compression) as ws:
             received = [await ws.recv() for _ in range(100)]
             return received, await ws.wait_closed(), ws.close_reason
 

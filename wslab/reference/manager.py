@@ -43,21 +43,22 @@ task, so a broadcast only puts text into queues and never waits:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .protocol import encode
 
-__all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "Client", "ConnectionManager", "broadcast_app", "fit_reason",
-           "who"]
+__all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "FRAMES", "Client", "ConnectionManager", "broadcast_app",
+           "fit_reason", "who"]
 
 CLOSE_TOO_SLOW = 1013  # "try again later": the client did not keep up with its messages
 CLOSE_TOO_BIG = 1009  # "message too big"
@@ -66,6 +67,10 @@ SURGE = 8  # ... or, however fast it reads, SURGE * MAX_QUEUE messages: the serv
 MAX_FRAME = 64 * 1024  # bytes in one received frame
 CLOSE_TIMEOUT = 1.0  # seconds to let a closing frame reach a client that may not be reading
 LOGGED_PATH = 80  # characters of a connection's path in a log line (the client chose it)
+# The ASGI scope extension through which a server takes a writer's queued texts in one synchronous write,
+# each framed once however many clients it goes to: {"write": (texts) -> bool, "writable": asyncio.Event}.
+# wslab.reference.wsprotocol.WebSocketProtocol offers it; elsewhere each text is an ASGI send of its own.
+FRAMES = "wslab.frames"
 
 _log = logging.getLogger(__name__)  # the closes of connections this module owns (ConnectionManager)
 
@@ -96,8 +101,12 @@ class Client:
         self.max_queue = max_queue
         self.logger = logger
         self._left: int | None = None  # the close code the peer sent, if it left on its own
-        self._queue: asyncio.Queue[str] = asyncio.Queue()  # bounded by send(), which knows why
+        self._queue: collections.deque[str] = collections.deque()  # bounded by send(), which knows why
         self._in_send = False  # the writer is waiting in a send: the socket takes no more for now
+        self._sending = False  # the writer holds a text it took from the queue and has not sent yet
+        self._wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it for the next text
+        self._drained: asyncio.Future[None] | None = None  # _finish waits on it for the queue to empty
+        self._frames: _Frames | None = None  # the server's direct write (FRAMES), if it offers one
         self._writer: asyncio.Task[None] | None = None
         self._handler: asyncio.Task[Any] | None = None
         self._peer_gone = False
@@ -114,6 +123,7 @@ class Client:
         if self.websocket.application_state == WebSocketState.CONNECTING:  # not accepted yet (auth may have)
             await self.websocket.accept()
         self._handler = asyncio.current_task()
+        self._frames = (self.websocket.scope.get("extensions") or {}).get(FRAMES)
         self._writer = asyncio.create_task(self._write(), name="wslab-writer")
         return self
 
@@ -153,10 +163,11 @@ class Client:
             self._closing = (1000, "")
             if not self._peer_gone:
                 self.logger.debug("%s - closed 1000: the handler finished", who(self.websocket))
-        if not self._peer_gone and not self._kicked:
+        if not self._peer_gone and not self._kicked and (self._queue or self._sending):
+            self._drained = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):  # send what is queued, but not forever
                 async with asyncio.timeout(self.close_timeout):
-                    await self._queue.join()
+                    await self._drained
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
@@ -218,7 +229,7 @@ class Client:
         text = _text(message)
         if not self.open:
             return False
-        waiting = self._queue.qsize()
+        waiting = len(self._queue)
         if waiting >= self.max_queue and self._in_send:  # its socket takes no more: the client's network
             self.kick(CLOSE_TOO_SLOW, f"too slow: {waiting} messages were waiting")
             return False
@@ -227,22 +238,51 @@ class Client:
                       why=f"{waiting} messages were waiting though its socket took more: the server is "
                           "queueing faster than it sends")
             return False
-        self._queue.put_nowait(text)
+        self._queue.append(text)
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
         return True
 
     async def _write(self) -> None:
+        """Send what is queued, everything there is at each turn: one task switch per turn, not per text."""
+        queue, frames = self._queue, self._frames
         try:
             while True:
-                text = await self._queue.get()
-                # A send waits only when the socket's buffers are full, which is what send() asks.
-                self._in_send = True
-                await self.websocket.send_text(text)
-                self._in_send = False
-                self._queue.task_done()
+                if not queue:
+                    if self._drained is not None and not self._drained.done():
+                        self._drained.set_result(None)
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    await self._wakeup
+                    continue
+                if frames is not None:
+                    writable = frames["writable"]
+                    if not writable.is_set():  # the socket's buffers are full: what send() asks
+                        self._in_send = True
+                        await writable.wait()
+                        self._in_send = False
+                        continue
+                    if frames["write"](queue):  # all of it, in one write to the socket
+                        queue.clear()
+                        continue
+                while queue:  # an ASGI send each (it waits only when the socket's buffers are full)
+                    text = queue.popleft()
+                    self._in_send = self._sending = True
+                    await self.websocket.send_text(text)
+                    self._in_send = self._sending = False
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             # The peer is gone (its socket dropped, or it closed first). Its handler receives the
             # disconnect and cleans up; whoever is broadcasting never hears of it.
             self._peer_left(exc.code if isinstance(exc, WebSocketDisconnect) else None)
+
+
+class _Frames(TypedDict):
+    """What the FRAMES scope extension holds."""
+
+    write: Callable[[Sequence[str]], bool]
+    writable: asyncio.Event
 
 
 def _text(message: str | Mapping[str, Any]) -> str:
