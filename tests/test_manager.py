@@ -226,19 +226,23 @@ def test_client_close_delivers_what_is_queued_then_closes_with_the_code(compress
     assert server.log.lines("ERROR") == []
 
 
-def test_a_queue_that_grows_to_surge_times_max_queue_is_too_slow_even_if_the_socket_takes_more() -> None:
+@BOTH_WRITES
+def test_a_queue_that_grows_to_surge_times_max_queue_is_too_slow_even_if_the_socket_takes_more(
+        compression: str | None) -> None:
     app = FastAPI()
     accepted: list[bool] = []
 
     @app.websocket("/ws")
     async def handler(websocket: WebSocket) -> None:
         async with Client(websocket, max_queue=8) as client:
-            accepted.extend(client.send(f"#{number}") for number in range(100))  # the writer never runs
+            # Nothing is written until the handler yields: neither the writer nor the flush runs.
+            accepted.extend(client.send(f"#{number}") for number in range(100))
             async for _ in client.messages():
                 pass
 
     async def scenario(server: LabServer) -> tuple[int | None, str | None]:
-        async with wslab.connect(server, "/ws", transcript=Transcript(live=False)) as ws:
+        transcript = Transcript(live=False)
+        async with wslab.connect(server, "/ws", transcript=transcript, compression=compression) as ws:
             return await ws.wait_closed(), ws.close_reason
 
     with wslab.serve(app, name="t-manager-surge") as server:

@@ -21,6 +21,11 @@ task, so a broadcast only puts text into queues and never waits:
   never a token or a message body), on the logger of the code that owns the connection: INFO for a close
   the server decides (too slow, too big, a policy), WARNING when the server itself is falling behind
   (``SURGE``), DEBUG for a client that leaves on its own or a handler that simply finishes.
+- **Cost:** served by :class:`wslab.reference.wsprotocol.WebSocketProtocol` without permessage-deflate, a
+  broadcast frames its text once, and the clients it queued for are written together once the code that
+  queued yields, each client's queue in one write: no task switch per client, about what the websockets
+  library's ``broadcast()`` costs (``benchmarks/broadcast.py``). Elsewhere, or with permessage-deflate,
+  each client's writer task sends each text as an ASGI send of its own.
 - **Single process.** The clients live in this process's memory: with several worker processes each
   one has its own manager, and a broadcast reaches only its own clients (a later chapter adds a broker).
 - **Serve it with** :class:`wslab.reference.wsprotocol.WebSocketProtocol` and ``ws_max_size=MAX_FRAME``
@@ -48,6 +53,7 @@ import contextlib
 import functools
 import json
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypedDict
@@ -107,6 +113,7 @@ class Client:
         self._wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it for the next text
         self._drained: asyncio.Future[None] | None = None  # _finish waits on it for the queue to empty
         self._frames: _Frames | None = None  # the server's direct write (FRAMES), if it offers one
+        self._flush: _Flush | None = None  # ... and then the loop's flush, which uses it
         self._writer: asyncio.Task[None] | None = None
         self._handler: asyncio.Task[Any] | None = None
         self._peer_gone = False
@@ -124,6 +131,8 @@ class Client:
             await self.websocket.accept()
         self._handler = asyncio.current_task()
         self._frames = (self.websocket.scope.get("extensions") or {}).get(FRAMES)
+        if self._frames is not None:
+            self._flush = _Flush.of(asyncio.get_running_loop())
         self._writer = asyncio.create_task(self._write(), name="wslab-writer")
         return self
 
@@ -239,12 +248,31 @@ class Client:
                           "queueing faster than it sends")
             return False
         self._queue.append(text)
-        wakeup = self._wakeup
-        if wakeup is not None:
-            self._wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
+        if self._wakeup is not None:  # the writer is idle
+            if self._flush is not None:
+                self._flush.add(self)  # written once the caller yields, with everyone else's
+            else:
+                self._wake()
         return True
+
+    def _wake(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def _flushed(self) -> None:
+        """Write what is queued, for :class:`_Flush`: in one write if the socket takes more and the writer
+        is idle; otherwise the writer takes over (it waits for the socket, or sends the ASGI way)."""
+        wakeup = self._wakeup
+        if wakeup is None or wakeup.done() or not self._queue:  # the writer has it, or it was stopped
+            return
+        assert self._frames is not None
+        if self._frames["writable"].is_set() and self._frames["write"](self._queue):
+            self._queue.clear()
+            if self._drained is not None and not self._drained.done():
+                self._drained.set_result(None)
+        else:
+            self._wake()
 
     async def _write(self) -> None:
         """Send what is queued, everything there is at each turn: one task switch per turn, not per text."""
@@ -276,6 +304,38 @@ class Client:
             # The peer is gone (its socket dropped, or it closed first). Its handler receives the
             # disconnect and cleans up; whoever is broadcasting never hears of it.
             self._peer_left(exc.code if isinstance(exc, WebSocketDisconnect) else None)
+
+
+class _Flush:
+    """The clients of one event loop with texts to write, written together once the code that queued them
+    yields: a broadcast costs one callback, not a task switch per client. Only for clients whose server
+    offers FRAMES (a synchronous write); the others' writers send the ASGI way."""
+
+    _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flush] = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._clients: dict[Client, None] = {}  # in the order they were given texts
+        self._scheduled = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Flush:
+        flush = cls._loops.get(loop)
+        if flush is None:
+            flush = cls._loops[loop] = cls(loop)
+        return flush
+
+    def add(self, client: Client) -> None:
+        self._clients[client] = None
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        clients, self._clients = self._clients, {}
+        for client in clients:
+            client._flushed()
 
 
 class _Frames(TypedDict):
