@@ -21,11 +21,11 @@ task, so a broadcast only puts text into queues and never waits:
   never a token or a message body), on the logger of the code that owns the connection: INFO for a close
   the server decides (too slow, too big, a policy), WARNING when the server itself is falling behind
   (``SURGE``), DEBUG for a client that leaves on its own or a handler that simply finishes.
-- **Cost:** served by :class:`wslab.reference.wsprotocol.WebSocketProtocol` without permessage-deflate, a
-  broadcast frames its text once, and the clients it queued for are written together once the code that
-  queued yields, each client's queue in one write: no task switch per client, about what the websockets
-  library's ``broadcast()`` costs (``benchmarks/broadcast.py``). Elsewhere, or with permessage-deflate,
-  each client's writer task sends each text as an ASGI send of its own.
+- **Cost:** served by :class:`wslab.reference.wsprotocol.WebSocketProtocol`, the clients a broadcast
+  queued for are written together once the code that queued yields, each client's queue in one write, the
+  text framed once for all (compressed per client with permessage-deflate): no task switch per client,
+  about what the websockets library's ``broadcast()`` costs (``benchmarks/broadcast.py``). Under another
+  server, each client's writer task sends each text as an ASGI send of its own.
 - **Single process.** The clients live in this process's memory: with several worker processes each
   one has its own manager, and a broadcast reaches only its own clients (a later chapter adds a broker).
 - **Serve it with** :class:`wslab.reference.wsprotocol.WebSocketProtocol` and ``ws_max_size=MAX_FRAME``

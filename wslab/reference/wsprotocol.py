@@ -20,13 +20,12 @@ handler never sees.
 The kernel's part of the backlog is read where the system says it (Linux, macOS); elsewhere only this
 process's part counts, and once it is sent the rest is left to the kernel, as uvicorn does.
 
-Once a connection is accepted without permessage-deflate, it offers the writers of
-:mod:`wslab.reference.manager` a way around the ASGI send (the scope extension
-:data:`~wslab.reference.manager.FRAMES`): a writer hands everything it has queued to one
-``transport.write``, each text framed once however many clients a broadcast sends it to (a server's frames
-are not masked, so every client gets the same bytes), instead of one ASGI send per text and client, each
-passing through Starlette and uvicorn and framed by websockets. With permessage-deflate, each client's
-frames are compressed with its own context, so they go the ASGI way.
+Once a connection is accepted, it offers the writers of :mod:`wslab.reference.manager` a way around the
+ASGI send (the scope extension :data:`~wslab.reference.manager.FRAMES`): a writer hands everything it has
+queued to one ``transport.write``, instead of one ASGI send per text and client, each passing through
+Starlette and uvicorn. Each text is framed once however many clients a broadcast sends it to (a server's
+frames are not masked, so every client gets the same bytes); with permessage-deflate, each client's frames
+are compressed with its own context, by websockets as the ASGI send would.
 
 It also stops uvicorn before 0.55 from logging an ERROR after a handler refuses a handshake with an HTTP
 response (``websocket.send_denial_response``, :func:`wslab.reference.auth.refuse`).
@@ -101,6 +100,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     _transport: asyncio.Transport | None = None
     _watch: asyncio.TimerHandle | None = None  # the next look at the backlog, while watching it
     _backlog = 0  # bytes still to deliver at the last look
+    _offer_frames = True  # offer FRAMES to the app (False: every text is an ASGI send, as elsewhere)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -128,7 +128,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if kind == "websocket.accept" and self._state is _State.CONNECTING:
             self._state = _State.OPEN
-            if not self.conn.extensions:  # permessage-deflate compresses per connection: no shared frames
+            if self._offer_frames:
                 extensions = self.scope.setdefault("extensions", {})
                 extensions[FRAMES] = {"write": self._write_texts, "writable": self.writable}
         elif kind == "websocket.http.response.body" and not message.get("more_body", False):
@@ -153,7 +153,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if self._state is not _State.OPEN or self.conn.state is not State.OPEN or self._transport is None:
             return False
         try:
-            data = b"".join(map(_frame, texts)) if len(texts) != 1 else _frame(texts[0])
+            if self.conn.extensions:  # permessage-deflate: compressed with this connection's own context
+                for text in texts:
+                    self.conn.send_text(text.encode())
+                data = b"".join(self.conn.data_to_send())
+            else:
+                data = b"".join(map(_frame, texts)) if len(texts) != 1 else _frame(texts[0])
         except UnicodeEncodeError:  # a lone surrogate: not UTF-8
             return False
         self._transport.write(data)
