@@ -4,7 +4,8 @@
   python3 run.py lab                  set up, then open the workbook in JupyterLab
   python3 run.py test                 set up, then run the whole test suite (ruff, mypy, pytest, notebooks)
   python3 run.py wslab ARGS...        the wslab command in the environment (wslab doctor, wslab serve...)
-  python3 run.py python ARGS...       the environment's Python (a benchmark, a script)
+  python3 run.py python ARGS...       the environment's Python (a script)
+  python3 run.py bench NAME ARGS...   benchmarks/NAME.py, with the benchmarks' own packages added (python-socketio)
   python3 run.py lock                 maintainers: after changing the dependencies, lock them again
   python3 run.py upgrade              maintainers: move uv.lock to the newest releases, then run the tests
   python3 run.py floors               maintainers: run the tests on the lowest versions pyproject.toml allows
@@ -199,13 +200,15 @@ def run_uv(uv: Path, venv: Path, args: Sequence[str]) -> tuple[int, str]:
     return process.wait(), "".join(said)
 
 
-def setup(wanted: str | None, *, test: bool) -> Path:
+def setup(wanted: str | None, *, test: bool, bench: bool = False) -> Path:
     """Make the environment match uv.lock and return its directory."""
     venv, uv = environment(wanted)
     # --locked: uv.lock must agree with pyproject.toml. The test command syncs exactly (what is not in the
-    # lock goes); lab only adds, keeping what a learner installed.
+    # lock goes, the bench group included); lab only adds, keeping what a learner installed; bench adds
+    # its group the same way, so that a benchmark never changes what the tests run on.
     command = ["sync", "--locked", "--python", str(venv_program(venv, "python"))]
     command += ["--extra", "test"] if test else ["--inexact"]
+    command += ["--group", "bench"] if bench else []
     status, said = run_uv(uv, venv, command)
     if status != 0 and "needs to be updated" in said:
         fail("uv.lock does not match pyproject.toml. If you changed the dependencies, run "
@@ -322,6 +325,16 @@ def upgrade(wanted: str | None, args: Sequence[str]) -> NoReturn:
     test(setup(wanted, test=True), args)
 
 
+def benchmark(name: str) -> Path:
+    """The script of the benchmark called ``name`` (``broadcast`` or ``broadcast.py``)."""
+    stem = name[:-3] if name.endswith(".py") else name
+    script = ROOT / "benchmarks" / (stem + ".py")
+    if not script.is_file():
+        known = sorted(path.stem for path in (ROOT / "benchmarks").glob("*.py"))
+        fail(f"there is no benchmark {name!r}; benchmarks/ has: {', '.join(known)}", 2)
+    return script
+
+
 def main(argv: Sequence[str]) -> None:
     args = list(argv)
     command = args.pop(0) if args else "help"
@@ -339,6 +352,11 @@ def main(argv: Sequence[str]) -> None:
         test(setup(wanted, test=True), args)
     elif command in ("wslab", "python"):
         run_in(setup(wanted, test=False), command, args)
+    elif command == "bench":
+        if not args:
+            fail("bench needs the name of a benchmark: python3 run.py bench broadcast --quick", 2)
+        script = benchmark(args.pop(0))
+        run_in(setup(wanted, test=False, bench=True), "python", [str(script), *args])
     elif command == "lock":
         lock(*environment(wanted))
         say(f"uv.lock and {BINDER_REQUIREMENTS} are up to date: commit both")

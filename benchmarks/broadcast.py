@@ -1,427 +1,290 @@
-"""Broadcast speed and isolation: wslab's hardened manager against a bare ``websockets`` server.
+"""Broadcast at scale, measured at the server: wslab's hardened rooms against bare ``websockets``, the
+tutorial's loop, an ASGI floor and python-socketio, in one run.
 
-    python3 run.py python benchmarks/broadcast.py [--quick] [--json PATH]
+    python3 run.py bench broadcast [--quick] [--repeat 3] [--json PATH]
 
-Servers, each in a subprocess on 127.0.0.1: ``hardened`` (``wslab.reference.manager.broadcast_app()``) and
-``naive`` (``wslab.demos.naive.naive_broadcast_app()``) under uvicorn with
-``wslab.reference.wsprotocol.WebSocketProtocol`` (the ``websockets-sansio`` protocol that ``wslab.serve``
-runs, whose close never waits on a client that stopped reading), and ``bare``, a
-``websockets`` server using ``websockets.broadcast()``. Each relays a text sent to ``/ws/{name}`` to all.
+Every server (``broadcast_servers.py`` says what each does per message) runs alone in a process pinned to
+one core; the clients run in other processes pinned to the other cores: ``--workers`` load generators
+(``loadgen.py``, bare sockets read through epoll, a few microseconds per delivery) and this process's
+speaker (``room.py``). For N = 100, 1,000 and 5,000 clients in one room (``--quick``: 100):
 
-1. Fan-out: N clients (100, 500, 1000; ``--quick``: 50, 100); one sends 20 messages, each once the last
-   reached all N. Time-to-all (send to the last arrival): median, N / median deliveries per second,
-   hardened / bare, and the server's CPU time per message (from /proc).
-2. One stalled client: 20 clients, one never reads. The sender sends 6,000 unique ~1 KB messages at
-   1,000/s (``--quick``: 1,500/s) and reads its copies. Without and with the stalled client: healthy
-   clients' latency p50/p99 and lost messages, server peak memory (VmHWM); with it, when the stalled
-   client left the room (the others hear "slow left the chat"; the hardened manager kicks a client the
-   moment its queue is full), when the server dropped its connection (polling /proc/net/tcp for up to
-   5 s after it left), and the close code it reads once it reads again (1013 if it reads within
-   ``wslab.reference.wsprotocol.ABORT_AFTER`` seconds of the kick, 1006 after the reset). A room with no
-   progress for 5 s is reported as frozen.
+1. **Fan-out.** The speaker sends ``ROUNDS`` messages of ~128 characters, each once the previous one
+   reached all N (after a warm-up). Time-to-all, send to the last arrival in any process: median. Server
+   CPU time per message and per delivery, from the scheduler's count for the server's threads.
+2. **Saturation.** For ``SATURATE`` seconds the speaker keeps ``WINDOW`` messages in flight (not yet at
+   all N): deliveries per second, and the CPU time per message at that pace.
+3. **Memory per idle connection**, from the same runs: the server's resident memory (VmRSS) once the
+   speaker is in and the server is quiet, then once all N are in and it is quiet again, per connection.
+4. **Presence** (``presence.py``): N clients join the complete app's room one after another, each reading
+   everything: wall time, server CPU, bytes delivered, for N = 250, 500, 1,000, then as far as 5,000
+   goes in ``presence.BUDGET`` seconds.
 
-All clients (``websockets`` asyncio client, no compression, unique payloads) run in this one process, so
-time stamps share a clock. Time-to-all thus includes this process's cost of receiving N messages, the
-same for every server, which at large N can hide server differences: the CPU column shows the servers'.
-Server output goes to a temporary file; tracebacks logged while measuring are counted.
+The complete app (``app``) is logged in and validated like any client. At N = 5,000 its room is
+``app-quiet``: presence told to the newcomer alone, since the join flood of 5,000 would take most of an
+hour (part 4 measures it); at N = 1,000 both run, to show that muting it changes nothing per message. Each
+configuration runs ``--repeat`` times, interleaved; the tables show medians. A benchmark, not a test:
+nothing here passes or fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import logging
 import os
-import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from subprocess_server import serve_script
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from broadcast_servers import KINDS, Server, pin_clients, raise_nofile, server, server_cpus
+from presence import presence_runs, print_presence
+from room import Arrivals, LoadGenerator, Speaker
 
-BATCH, IDLE = 50, 5.0  # clients connecting at once; seconds without progress before a wait gives up
-ROUNDS, SETTLE, FANOUT_PAYLOAD = 20, 0.05, 128  # fan-out: messages, pause after each, characters
-STALL_CLIENTS, STALL_MESSAGES, STALL_PAYLOAD = 20, 6000, 1000
-RATE, QUICK_RATE = 1000.0, 1500.0  # stalled-client runs: messages sent per second
-MEMORY_SLACK_MB = 2.5  # "bounded": the stalled client's queue (512 x 1 KB) and some noise
-T = TypeVar("T")
-Record = list[tuple[int, float, float]]  # (sequence number, sent, received) at one client
+SIZES, QUICK_SIZES = (100, 1000, 5000), (100,)
+ROUNDS, QUICK_ROUNDS = 20, 10  # messages timed one at a time
+SETTLE = 0.05  # seconds between them
+WINDOW = 8  # messages in flight at saturation
+SATURATE, QUICK_SATURATE = 3.0, 1.0  # seconds of saturation
+QUIET_FROM = 5000  # rooms this large get app-quiet instead of app ...
+BOTH_AT = 1000  # ... and at this size both run
+WAIT = 20.0  # seconds a message may take to reach everyone before the run is abandoned
+WARMUPS = 10  # warm-up messages at most: until one reaches everyone
 Row = dict[str, Any]
 
 
-# -- servers ----------------------------------------------------------------------------------------
-def _raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else 2**16
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+def kinds_for(n: int, kinds: list[str]) -> list[str]:
+    chosen = [k for k in kinds if not (k == "app" and n >= QUIET_FROM)
+              and not (k == "app-quiet" and n < BOTH_AT)]
+    return chosen
 
 
-def _serve(kind: str, port: int) -> None:
-    """Run one server in this process until it is terminated."""
-    _raise_nofile()  # and hush asyncio's "socket.send() raised exception." when clients vanish at the end:
-    logging.getLogger("asyncio").setLevel(logging.ERROR)
-    if kind == "bare":
-        return asyncio.run(_serve_bare(port))
-    import uvicorn
-
-    from wslab.demos.naive import naive_broadcast_app
-    from wslab.reference.manager import MAX_FRAME, broadcast_app
-    from wslab.reference.wsprotocol import WebSocketProtocol
-
-    app = broadcast_app() if kind == "hardened" else naive_broadcast_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, ws=WebSocketProtocol, ws_max_size=MAX_FRAME,
-                log_level="warning")
+async def _quiet(srv: Server, limit: float = 120.0) -> None:
+    """Until the server has been (almost) idle for a fifth of a second: its queues are drained."""
+    deadline, last = time.monotonic() + limit, srv.cpu_s()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.2)  # sampling the CPU counter, bounded by the deadline
+        now = srv.cpu_s()
+        if now - last < 0.01:
+            return
+        last = now
 
 
-async def _serve_bare(port: int) -> None:
-    import websockets
-    from websockets.asyncio.server import ServerConnection, serve
+async def _fanout(kind: str, n: int, rounds: int, saturate: float, workers: int, deflate: bool, pin: bool,
+                  hook: Any) -> Row:
+    gen = LoadGenerator(kind, workers, deflate=deflate)
+    await gen.start()  # the load generators import while the server starts
+    async with gen:
+        with server(kind) as srv:
+            if pin:
+                srv.pin(server_cpus())
+            async with Speaker(kind, srv.port, gen.arrivals, deflate=deflate) as speaker:
+                return await _measure(srv, gen, speaker, n, rounds, saturate,
+                                      hook and (lambda what: hook(what, srv)))
 
-    connections: set[ServerConnection] = set()
 
-    async def relay(connection: ServerConnection) -> None:
-        name = connection.request.path.removeprefix("/ws/").partition("?")[0] if connection.request else ""
-        connections.add(connection)
+async def _measure(srv: Server, gen: LoadGenerator, speaker: Speaker, n: int, rounds: int, saturate: float,
+                   hook: Any) -> Row:
+    row: Row = {}
+    await _quiet(srv)
+    before, cpu, began = srv.memory_kb(), srv.cpu_s(), time.monotonic()
+    await gen.connect(srv.port, [f"c{i}" for i in range(1, n)])
+    await _quiet(srv)
+    row.update(setup_s=time.monotonic() - began, setup_cpu_s=srv.cpu_s() - cpu,
+               idle_kb_per_connection=(srv.memory_kb() - before) / max(1, n - 1))
+    await _warm_up(speaker, gen.arrivals)
+    if hook is not None:
+        await hook("start")
+    clients = gen.cpu_s()
+    row.update(await _rounds(srv, speaker, gen.arrivals, rounds))
+    row["clients_cpu_ms_per_message"] = (gen.cpu_s() - clients) / rounds * 1000  # pauses included
+    row.update(await _saturate(srv, speaker, gen.arrivals, n, saturate))
+    if hook is not None:
+        await hook("stop")
+    row.update(closed=(await gen.stats())[2], server_errors=srv.errors(), peak_kb=srv.memory_kb("VmHWM"))
+    return row
+
+
+async def _warm_up(speaker: Speaker, arrivals: Arrivals) -> None:
+    """Until a message reaches everyone: then every client is surely in the room."""
+    for attempt in range(1, WARMUPS + 1):
+        await speaker.send(-attempt)
         try:
-            async for message in connection:
-                if isinstance(message, str):
-                    websockets.broadcast(connections, f"{name}: {message}")
-        except ConnectionClosed:
-            pass
-        finally:
-            connections.discard(connection)
-            websockets.broadcast(connections, f"{name} left the chat")
-
-    async with serve(relay, "127.0.0.1", port, backlog=2048) as server:
-        await server.serve_forever()
-
-
-@dataclass
-class Server:
-    port: int
-    pid: int
-    log: Path
-
-    def peak_mb(self) -> float:  # VmHWM: peak resident memory so far
-        status = Path(f"/proc/{self.pid}/status").read_text().splitlines()
-        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024
-
-    def cpu_s(self) -> float:  # user and system time so far
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def errors(self) -> int:  # tracebacks logged so far
-        return self.log.read_text(errors="replace").count("Traceback")
-
-
-@contextlib.contextmanager
-def server(kind: str) -> Iterator[Server]:
-    """A server of this kind ("hardened", "naive" or "bare") in a subprocess, stopped when the block ends."""
-    with serve_script(Path(__file__), kind) as (port, pid, log):
-        yield Server(port, pid, log)
-
-
-# -- clients ----------------------------------------------------------------------------------------
-def _message(seq: int, size: int) -> str:
-    """A unique text: sequence number, send time, then random hex up to about ``size`` characters."""
-    return f"{seq} {time.perf_counter()!r} {os.urandom(size // 2).hex()}"
-
-
-def _parse(text: str) -> tuple[int, float] | None:
-    """(sequence number, send time) from a relayed ``"name: seq sent pad"``; None for other texts."""
-    parts = text.split(" ", 3)
-    return (int(parts[1]), float(parts[2])) if len(parts) > 2 and parts[0].endswith(":") else None
-
-
-async def _connect_all(port: int, names: list[str]) -> list[ClientConnection]:
-    clients: list[ClientConnection] = []
-    for i in range(0, len(names), BATCH):
-        clients += await asyncio.gather(*(
-            connect(f"ws://127.0.0.1:{port}/ws/{name}", compression=None, max_size=None, ping_interval=None,
-                    open_timeout=20, close_timeout=1) for name in names[i:i + BATCH]))
-    return clients
-
-
-async def _read(client: ClientConnection, handle: Callable[[str, float], None]) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        async for text in client:
-            handle(str(text), time.perf_counter())
-
-
-async def _stop(tasks: list[asyncio.Task[None]], clients: Sequence[ClientConnection] = ()) -> None:
-    for task in tasks:
-        task.cancel()
-    for client in clients:
-        client.transport.abort()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _progress(count: Callable[[], int], target: int, idle: float = IDLE) -> bool:
-    """Wait until ``count()`` reaches ``target``; False if it stays the same for ``idle`` seconds."""
-    last, since = -1, time.perf_counter()
-    while (now := count()) < target:
-        if now != last:
-            last, since = now, time.perf_counter()
-        elif time.perf_counter() - since > idle:
-            return False
-        await asyncio.sleep(0.02)
-    return True
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on a new event loop: here, or in a thread if a loop already runs (a notebook)."""
-    def run() -> T:
-        _raise_nofile()
-        with contextlib.closing(asyncio.new_event_loop()) as loop:
-            return loop.run_until_complete(coro)
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return run()
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(run).result()
-
-
-# -- measurement 1: fan-out -------------------------------------------------------------------------
-async def _fanout(srv: Server, n: int, rounds: int) -> tuple[list[float], float, int]:
-    clients = await _connect_all(srv.port, [f"c{i}" for i in range(n)])
-    arrivals: dict[int, list[float]] = {}  # seq -> [clients reached, last arrival]
-    done = asyncio.Event()
-
-    def handle(text: str, now: float) -> None:
-        if (parsed := _parse(text)) and (hit := arrivals.get(parsed[0])):
-            hit[0], hit[1] = hit[0] + 1, now
-            if hit[0] == n:
-                done.set()
-
-    readers = [asyncio.create_task(_read(client, handle)) for client in clients]
-    times, cpu = [], 0.0
-    try:
-        for seq in range(-1, rounds):  # -1 is a warm-up: afterwards everyone is surely in the room
-            cpu, hit = srv.cpu_s() if seq == 0 else cpu, arrivals.setdefault(seq, [0, 0.0])
-            done.clear()
-            await clients[0].send(text := _message(seq, FANOUT_PAYLOAD))
-            try:
-                await asyncio.wait_for(done.wait(), IDLE)
-            except TimeoutError:
-                raise RuntimeError(f"message {seq} reached {hit[0]} of {n} clients in {IDLE} s") from None
-            times += [hit[1] - float(text.split(" ", 2)[1])] if seq >= 0 else []
-            await asyncio.sleep(SETTLE)
-        return times, (srv.cpu_s() - cpu) / rounds, srv.errors()
-    finally:
-        await _stop(readers, clients)
-
-
-def fanout(kind: str, n: int, rounds: int = ROUNDS) -> Row:
-    """Median time-to-all for ``n`` clients of a fresh server of this kind."""
-    with server(kind) as srv:
-        times, cpu, errors = _run(_fanout(srv, n, rounds))
-    median = statistics.median(times)
-    return {"kind": kind, "n": n, "median_ms": median * 1000, "max_ms": max(times) * 1000,
-            "deliveries_per_s": n / median, "server_cpu_ms": cpu * 1000, "server_errors": errors}
-
-
-# -- measurement 2: one stalled client --------------------------------------------------------------
-async def _send_paced(client: ClientConnection, messages: int, rate: float) -> None:
-    start = time.perf_counter()
-    for seq in range(messages):
-        ahead = start + seq / rate - time.perf_counter()
-        await asyncio.sleep(ahead if ahead > 0.001 else 0)
-        await client.send(_message(seq, STALL_PAYLOAD))
-
-
-def _server_socket(client: ClientConnection) -> tuple[str, int] | None:
-    """("open" or "closing", unsent bytes) for the server's end of this client's TCP connection."""
-    mine, theirs = (client.transport.get_extra_info(key)[1] for key in ("sockname", "peername"))
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        _, local, remote, state, queues, *_ = line.split()
-        if (int(local.partition(":")[2], 16), int(remote.partition(":")[2], 16)) == (theirs, mine):
-            return ("open" if state == "01" else "closing"), int(queues.partition(":")[0], 16)
-    return None
-
-
-async def _drain(client: ClientConnection, timeout: float = 2.0) -> tuple[int, int | None]:
-    """Read the stalled client at last: (last sequence number it got, close code or None if open)."""
-    last = -1
-    with contextlib.suppress(ConnectionClosed):
-        try:
-            async with asyncio.timeout(timeout):
-                async for text in client:
-                    last = parsed[0] if (parsed := _parse(str(text))) else last
+            await arrivals.wait(-attempt, 3.0)
+            return
         except TimeoutError:
-            return last, None
-    return last, client.close_code
+            continue
+    raise RuntimeError(f"none of {WARMUPS} warm-up messages reached every client")
 
 
-def _percentile(values: list[float], q: int) -> float | None:
-    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else None
+async def _rounds(srv: Server, speaker: Speaker, arrivals: Arrivals, rounds: int) -> Row:
+    times, cpu = [], srv.cpu_s()
+    for seq in range(rounds):
+        sent = await speaker.send(seq)
+        times.append(await _arrival(arrivals, seq) - sent)
+        if seq < rounds - 1:
+            cpu -= srv.cpu_s()  # the pause is not the message's
+            await asyncio.sleep(SETTLE)
+            cpu += srv.cpu_s()
+    return {"time_to_all_ms": statistics.median(times) * 1000, "time_to_all_max_ms": max(times) * 1000,
+            "cpu_ms_per_message": (srv.cpu_s() - cpu) / rounds * 1000, "rounds": rounds}
 
 
-async def _stall(srv: Server, messages: int, rate: float, stall: bool) -> Row:
-    clients = await _connect_all(srv.port, [f"c{i}" if i != 1 else "slow" for i in range(STALL_CLIENTS)])
-    slow = clients[1]  # joins second, so the naive server freezes at once for everyone but the sender
-    healthy = [client for client in clients if client is not slow or not stall]
-    records: list[Record] = [[] for _ in healthy]
-    left: list[float] = []
+async def _saturate(srv: Server, speaker: Speaker, arrivals: Arrivals, n: int, seconds: float) -> Row:
+    first, cpu = 100_000, srv.cpu_s()
+    began = time.monotonic()
+    sent = 0
+    while time.monotonic() - began < seconds:
+        if sent >= WINDOW:
+            await _arrival(arrivals, first + sent - WINDOW)
+        await speaker.send(first + sent)
+        sent += 1
+    last = await _arrival(arrivals, first + sent - 1)
+    return {"saturated_messages": sent, "deliveries_per_s": sent * n / (last - began),
+            "saturated_cpu_ms_per_message": (srv.cpu_s() - cpu) / sent * 1000}
 
-    def handler(record: Record) -> Callable[[str, float], None]:
-        def handle(text: str, now: float) -> None:
-            if parsed := _parse(text):
-                record.append((*parsed, now))
-            elif text == "slow left the chat":
-                left.append(now)
-        return handle
 
-    readers = [asyncio.create_task(_read(c, handler(r))) for c, r in zip(healthy, records, strict=True)]
+async def _arrival(arrivals: Arrivals, seq: int) -> float:
     try:
-        await clients[0].send(_message(-1, 16))  # warm-up: afterwards everyone is surely in the room
-        await _progress(lambda: sum(map(bool, records)), len(records))
-        start = time.perf_counter()
-        sender = asyncio.create_task(_send_paced(clients[0], messages, rate))
-        finished = await _progress(lambda: sum(map(len, records)), len(records) * (messages + 1))
-        if stall and finished:
-            await _progress(lambda: len(left), 1)
-        await _stop([sender, *readers])
-        result = _summary(records, messages, finished)
-        result.update(healthy_closed=sum(client.close_code is not None for client in healthy))
-        gone = await _socket_gone(slow, (min(left) if left else time.perf_counter()) + 5.0) if stall else None
-        held = _server_socket(slow) if stall else None
-        last, code = await _drain(slow) if stall else (-1, None)
-        result.update(server_errors=srv.errors(), peak_mb=srv.peak_mb())
-    finally:
-        await _stop(readers, clients)
-    return result | {"slow_left_s": min(left) - start if left else None, "slow_close_code": code,
-                     "slow_last_seq": last,
-                     "slow_socket": held and held[0], "slow_unsent_kb": held and held[1] / 1024,
-                     "slow_gone_s": gone - start if gone is not None else None}
+        return await arrivals.wait(seq, WAIT)
+    except TimeoutError:
+        hit = arrivals.hits.get(seq, [0])
+        raise RuntimeError(f"message {seq} reached {int(hit[0])} of {arrivals.reporters} processes' clients "
+                           f"in {WAIT:g} s") from None
 
 
-async def _socket_gone(client: ClientConnection, deadline: float) -> float | None:
-    """When the server's end of ``client``'s connection disappeared, waiting until ``deadline`` at most."""
-    while _server_socket(client) is not None:
-        if time.perf_counter() >= deadline:
-            return None
-        await asyncio.sleep(0.05)  # polling the kernel's table, bounded by the deadline
-    return time.perf_counter()
+def fanout(kind: str, n: int, *, rounds: int = ROUNDS, saturate: float = SATURATE, workers: int = 2,
+           deflate: bool = False, pin: bool = True, hook: Any = None) -> Row:
+    """One fresh server of ``kind`` with ``n`` clients in its room: every figure of parts 1 to 3."""
+    row: Row = {"kind": kind, "n": n, "deflate": deflate}
+    try:
+        row.update(asyncio.run(_fanout(kind, n, rounds, saturate, workers, deflate, pin, hook)))
+    except RuntimeError as exc:  # a run that could not finish says why, and the others go on
+        row["failed"] = str(exc).splitlines()[0]
+        print(f"  {kind} N={n}: {row['failed']}", file=sys.stderr)
+    if "cpu_ms_per_message" in row:
+        row["cpu_us_per_delivery"] = row["cpu_ms_per_message"] * 1000 / n
+    return row
 
 
-def _summary(records: list[Record], messages: int, finished: bool) -> Row:
-    """Latency and loss at the healthy clients."""
-    seqs = [[seq for seq, _, _ in record if seq >= 0] for record in records]
-    latencies = [r - s for record in records for seq, s, r in record if seq >= 0]
-    return {"p50_ms": _percentile(latencies, 50), "p99_ms": _percentile(latencies, 99),
-            "lost": sum(messages - len(set(s)) for s in seqs),
-            "out_of_order": sum(s != sorted(set(s)) for s in seqs),  # or repeated
-            "frozen_after": None if finished else min(map(len, seqs))}
+# -- the tables -------------------------------------------------------------------------------------------
+FIGURES = ("time_to_all_ms", "cpu_ms_per_message", "cpu_us_per_delivery", "clients_cpu_ms_per_message",
+           "deliveries_per_s",
+           "saturated_cpu_ms_per_message", "idle_kb_per_connection", "setup_s", "setup_cpu_s", "closed")
 
 
-def stall_run(kind: str, messages: int = STALL_MESSAGES, rate: float = RATE, stall: bool = True) -> Row:
-    """Measurement 2 on a fresh server."""
-    with server(kind) as srv:
-        result = _run(_stall(srv, messages, rate, stall))
-    return result | {"kind": kind, "stall": stall, "messages": messages, "rate": rate}
+def medians(rows: list[Row]) -> list[Row]:
+    """One row per (kind, n): the median of each figure over the repeats that finished."""
+    out = []
+    for key in dict.fromkeys((row["kind"], row["n"]) for row in rows):
+        runs = [row for row in rows if (row["kind"], row["n"]) == key and "failed" not in row]
+        row: Row = {"kind": key[0], "n": key[1], "runs": len(runs),
+                    "failed": sum(1 for r in rows if (r["kind"], r["n"]) == key and "failed" in r)}
+        for figure in FIGURES:
+            values = [r[figure] for r in runs if r.get(figure) is not None]
+            row[figure] = statistics.median(values) if values else None
+        spread = [r["cpu_ms_per_message"] for r in runs]
+        row["cpu_ms_per_message_range"] = (min(spread), max(spread)) if spread else None
+        out.append(row)
+    return out
 
 
-def _print_fanout(rows: list[Row]) -> None:
-    print(f"Fan-out: time-to-all, median of {ROUNDS} messages of ~{FANOUT_PAYLOAD} characters\n"
-          f"{'N':>5} {'hardened ms':>12} {'bare ms':>8} {'ratio':>6} {'hardened/s':>11} {'bare/s':>8}"
-          "   server CPU ms per message: hardened, bare")
-    by = {(row["kind"], row["n"]): row for row in rows}
-    for n in sorted({row["n"] for row in rows}):
-        h, b = by["hardened", n], by["bare", n]
-        print(f"{n:>5} {h['median_ms']:>12.2f} {b['median_ms']:>8.2f} {h['median_ms'] / b['median_ms']:>5.2f}"
-              f"x {h['deliveries_per_s']:>11,.0f} {b['deliveries_per_s']:>8,.0f}   "
-              f"{h['server_cpu_ms']:>6.1f} {b['server_cpu_ms']:>6.1f}")
+def _f(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
-def _slow_text(row: Row) -> str:
-    left, code = row["slow_left_s"], row["slow_close_code"]
-    text = "stayed in the room" if left is None else f"left the room at {left:.2f} s (its queue was full)"
-    gone = row["slow_gone_s"]
-    text += (f"; connection dropped by the server at {gone:.2f} s" if gone is not None else
-             "; server socket " + (f"{row['slow_socket']}, {row['slow_unsent_kb']:,.0f} KB unsent (kernel)"
-                                   if row["slow_socket"] else "gone"))
-    return text + "; then reads " + (f"close code {code}" if code else "no close (still open)")
+def print_fanout(summary: list[Row]) -> None:
+    print("Fan-out: one message at a time (time-to-all, server CPU), then WINDOW in flight (saturation);\n"
+          "medians of the repeats. x bare: server CPU per message against bare websockets'.")
+    for n in dict.fromkeys(row["n"] for row in summary):
+        rows = [row for row in summary if row["n"] == n]
+        bare = next((r["cpu_ms_per_message"] for r in rows if r["kind"] == "bare"), None)
+        print(f"\nN = {n:,}\n{'server':<10} {'time-to-all ms':>14} {'CPU ms/msg':>11} {'(min-max)':>13} "
+              f"{'us/delivery':>11} {'x bare':>7} {'deliveries/s':>13} {'sat. ms/msg':>11} {'setup s':>8}")
+        for row in rows:
+            cpu, low_high = row["cpu_ms_per_message"], row["cpu_ms_per_message_range"]
+            ratio = cpu / bare if cpu and bare else None
+            span = f"{low_high[0]:.2f}-{low_high[1]:.2f}" if low_high else "-"
+            print(f"{row['kind']:<10} {_f(row['time_to_all_ms'], '14.2f')} {_f(cpu, '11.2f')} {span:>13} "
+                  f"{_f(row['cpu_us_per_delivery'], '11.2f')} {_f(ratio, '6.2f')}x "
+                  f"{_f(row['deliveries_per_s'], '13,.0f')} "
+                  f"{_f(row['saturated_cpu_ms_per_message'], '11.2f')} "
+                  f"{_f(row['setup_s'], '8.1f')}" + (f"   ({row['failed']} failed)" if row["failed"] else "")
+                  + (f"   {row['closed']:.0f} clients closed" if row["closed"] else ""))
 
 
-def _print_stall(rows: list[Row]) -> None:
-    print(f"\nOne stalled client: {STALL_CLIENTS} clients, {rows[0]['messages']:,} messages of "
-          f"~{STALL_PAYLOAD} characters at {rows[0]['rate']:,.0f}/s; latency and loss at healthy clients\n"
-          f"{'server':<9} {'run':<8} {'p50 ms':>7} {'p99 ms':>8} {'lost':>6} {'delivery':<18} {'peak MB':>7}")
-    for row in rows:
-        run, frozen = "stall" if row["stall"] else "no stall", row["frozen_after"]
-        print(f"{row['kind']:<9} {run:<8} {row['p50_ms'] or 0:>7.1f} {row['p99_ms'] or 0:>8.1f} "
-              f"{row['lost']:>6,} {'complete' if frozen is None else f'froze after {frozen:,}':<18} "
-              f"{row['peak_mb']:>7.1f}")
-        if row["server_errors"] or row["healthy_closed"] or row["out_of_order"]:
-            print(f"    {row['server_errors']} server tracebacks, {row['healthy_closed']} healthy clients "
-                  f"closed, {row['out_of_order']} out of order or repeated")
-    print("The stalled client:")
-    for row in (row for row in rows if row["stall"]):
-        print(f"  {row['kind']:<9} {_slow_text(row)}")
+def print_memory(summary: list[Row]) -> None:
+    sizes = sorted({row["n"] for row in summary if row["n"] >= BOTH_AT} or {row["n"] for row in summary})
+    print("\nMemory per idle connection: server RSS growth / connections, KB (in the room; the app's logged "
+          "in)\n" + f"{'server':<10}" + "".join(f" {f'N={n:,}':>10}" for n in sizes))
+    for kind in dict.fromkeys(row["kind"] for row in summary):
+        by_n = {row["n"]: row["idle_kb_per_connection"] for row in summary if row["kind"] == kind}
+        print(f"{kind:<10}" + "".join(f" {_f(by_n.get(n), '10.1f')}" for n in sizes))
 
 
-def goals(fan: list[Row], stall: list[Row]) -> list[tuple[bool, str]]:
-    """Each goal for the hardened server: (met, what was measured)."""
-    n = max(row["n"] for row in fan)
-    h, b = (next(r for r in fan if r["n"] == n and r["kind"] == kind) for kind in ("hardened", "bare"))
-    calm, bad = (next(r for r in stall if r["kind"] == "hardened" and r["stall"] is s) for s in (False, True))
-    ratio, p99 = h["median_ms"] / b["median_ms"], bad["p99_ms"] / calm["p99_ms"]
-    growth, left = bad["peak_mb"] - calm["peak_mb"], bad["slow_left_s"]
-    # The manager kicks a client the moment its queue is full, and the others hear "left" right after.
-    dropped = None if left is None or bad["slow_gone_s"] is None else bad["slow_gone_s"] - left
-    return [
-        (ratio <= 1.25, f"time-to-all at N={n} within 1.25x of bare: {ratio:.2f}x"),
-        (p99 <= 2, f"healthy p99 with a stalled client within 2x of no stall: {bad['p99_ms']:.1f} ms "
-                   f"vs {calm['p99_ms']:.1f} ms ({p99:.2f}x)"),
-        (bad["lost"] == calm["lost"] == 0 and bad["frozen_after"] is None,
-         f"zero loss at healthy clients: {calm['lost']} lost without a stalled client, {bad['lost']} with"),
-        (dropped is not None and dropped <= 5,
-         "stalled client disconnected within 5 s of its queue filling: "
-         + ("it never left the room" if left is None else "it left the room at once")
-         + (", its connection still held 5 s later" if dropped is None
-            else f", its connection dropped {dropped:.2f} s after")),
-        (growth <= MEMORY_SLACK_MB, f"memory bounded: peak {bad['peak_mb']:.1f} MB with a stalled client, "
-         f"{calm['peak_mb']:.1f} MB without (+{growth:.1f}, at most +{MEMORY_SLACK_MB}; not counting kernel "
-         "buffers)"),
-    ]
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer clients, faster sending (under a minute)")
-    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
-    parser.add_argument("--serve", choices=("hardened", "naive", "bare"), help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="N = 100 only, once: well under a minute")
+    parser.add_argument("--repeat", type=int, help="runs of each configuration (default 3; --quick: 1)")
+    parser.add_argument("--kinds", help=f"comma-separated servers (default all: {','.join(KINDS)})")
+    parser.add_argument("--sizes", help="comma-separated room sizes (default 100,1000,5000)")
+    parser.add_argument("--workers", type=int, default=2, help="load generator processes (default 2)")
+    parser.add_argument("--deflate", action="store_true",
+                        help="the clients offer permessage-deflate, as browsers do")
+    parser.add_argument("--no-presence", action="store_true", help="skip part 4")
+    parser.add_argument("--no-pin", action="store_true", help="let the scheduler place server and clients")
+    parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
-    if args.serve:
-        return _serve(args.serve, args.port)
-    began = time.perf_counter()
-    sizes, rate = ((50, 100), QUICK_RATE) if args.quick else ((100, 500, 1000), RATE)
-    fan = [fanout(kind, n) for n in sizes for kind in ("hardened", "bare")]
-    _print_fanout(fan)
-    kinds = ("hardened", "naive", "bare")
-    stall = [stall_run(kind, rate=rate, stall=stalled) for kind in kinds for stalled in (False, True)]
-    _print_stall(stall)
-    checks = goals(fan, stall)
-    print("\nGoals for hardened:")
-    for met, text in checks:
-        print(f"  [{'PASS' if met else 'FAIL'}] {text}")
-    print(f"\n{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {time.perf_counter() - began:.0f} s")
+    raise_nofile()
+    if not args.no_pin:
+        pin_clients()
+    kinds = args.kinds.split(",") if args.kinds else list(KINDS)
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown:
+        parser.error(f"unknown server {unknown[0]!r}: choose from {', '.join(KINDS)}")
+    if "socketio" in kinds:
+        try:
+            import socketio  # noqa: F401
+        except ImportError:
+            parser.error("python-socketio is not installed: run `python3 run.py bench broadcast ...`, which "
+                         "adds the bench group, or leave it out with --kinds")
+    sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else QUICK_SIZES if args.quick else SIZES
+    repeat = args.repeat or (1 if args.quick else 3)
+    rounds, saturate = (QUICK_ROUNDS, QUICK_SATURATE) if args.quick else (ROUNDS, SATURATE)
+    began, load_before = time.monotonic(), load()
+    print(f"load average before: {load_before}; server on CPU {sorted(server_cpus())}, clients on "
+          f"{sorted(os.sched_getaffinity(0))}" + (" (not pinned)" if args.no_pin else ""), flush=True)
+    rows = []
+    for rep in range(repeat):
+        for n in sizes:
+            for kind in kinds_for(n, kinds):
+                row = fanout(kind, n, rounds=rounds, saturate=saturate, workers=args.workers,
+                             deflate=args.deflate, pin=not args.no_pin)
+                rows.append(row | {"repeat": rep, "load": load()})
+                print(f"  run {rep + 1}/{repeat} {kind} N={n}: "
+                      f"{_f(row.get('cpu_ms_per_message'), '.2f')} ms CPU/msg", file=sys.stderr, flush=True)
+    summary = medians(rows)
+    print_fanout(summary)
+    print_memory(summary)
+    presence = []
+    if not args.no_presence:
+        presence = presence_runs(quick=args.quick, repeat=repeat, workers=args.workers)
+        print_presence(presence)
+    load_after = load()
+    print(f"\nload average before {load_before}, after {load_after}; {os.cpu_count()} CPUs, Python "
+          f"{sys.version.split()[0]}, {time.monotonic() - began:.0f} s")
     if args.json:
-        figures = {"fanout": fan, "stall": stall,
-                   "goals": [{"met": met, "goal": goal} for met, goal in checks]}
+        machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_before": load_before,
+                   "load_after": load_after, "pinned": not args.no_pin, "workers": args.workers,
+                   "deflate": args.deflate, "rounds": rounds, "window": WINDOW, "saturate_s": saturate}
+        figures = {"machine": machine,
+                   "kinds": {kind: KINDS[kind] for kind in kinds}, "fanout": summary, "runs": rows,
+                   "presence": presence}
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from broadcast import _raise_nofile, _run
+from stalled_client import _raise_nofile, _run
 from subprocess_server import serve_script
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed

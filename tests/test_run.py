@@ -74,6 +74,13 @@ def test_what_the_environment_runs_finds_its_programs_as_if_it_were_activated() 
     assert Path(wslab_program).parent == Path(sys.executable).parent and Path(venv) == Path(sys.prefix)
 
 
+def test_an_unknown_benchmark_lists_the_benchmarks_before_installing_anything() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "bench", "brodcast"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "there is no benchmark 'brodcast'" in result.stderr and "broadcast, " in result.stderr
+
+
 # -- a copy of the project, set up as a learner would ---------------------------------------------------
 @pytest.fixture
 def project(tmp_path: Path) -> Path:

@@ -32,7 +32,14 @@ import wslab.reference
 from wslab.demos.auth_scenarios import attempt
 from wslab.reference import wsprotocol
 from wslab.reference.auth import refuse
-from wslab.reference.manager import CLOSE_TOO_SLOW, MAX_FRAME, Client, ConnectionManager, broadcast_app
+from wslab.reference.manager import (
+    CLOSE_TOO_SLOW,
+    FRAMES,
+    MAX_FRAME,
+    Client,
+    ConnectionManager,
+    broadcast_app,
+)
 from wslab.reference.wsprotocol import WebSocketProtocol
 
 
@@ -219,6 +226,46 @@ def test_a_kick_after_the_peers_close_arrived_while_writes_were_paused_ends_quie
         assert server.wait_idle(5.0)
         assert server.log.lines("ERROR") == []
         assert dropped(server, client), "the server still holds the connection"
+
+
+# -- frames written directly, made once per broadcast -----------------------------------------------------
+def frames_app(offered: list[bool]) -> FastAPI:
+    """/ws says whether the FRAMES extension was offered, then sends three texts and "done" through it."""
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def handler(websocket: WebSocket) -> None:
+        async with Client(websocket) as client:
+            offered.append(FRAMES in (websocket.scope.get("extensions") or {}))
+            for text in ("é", "x" * 200, "y" * 70_000, "done"):  # the three lengths a frame header has
+                client.send(text)
+            async for _ in client.messages():
+                pass
+
+    return app
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+def test_frames_are_written_directly_with_or_without_permessage_deflate(compression: str | None) -> None:
+    offered: list[bool] = []
+
+    async def scenario(server: wslab.LabServer) -> list[str | bytes]:
+        async with wslab.connect(server, "/ws", compression=compression, max_size=None) as ws:
+            return [await ws.recv() for _ in range(4)]
+
+    with wslab.serve(frames_app(offered), name="t-wsprotocol-frames") as server:
+        received = asyncio.run(scenario(server))
+        assert server.wait_idle(5.0)
+    assert offered == [True]
+    assert received == ["é", "x" * 200, "y" * 70_000, "done"]
+
+
+def test_a_text_is_framed_once_however_many_clients_it_goes_to() -> None:
+    text = "ada: " + "hello" * 10
+    frame = wsprotocol._frame(text)
+    assert frame == b"\x81" + bytes([len(text)]) + text.encode()
+    assert wsprotocol._frame(text) is frame  # the same str object: the same bytes, not framed again
+    assert wsprotocol._frame("".join(["ada: ", "hello" * 10])) == frame  # an equal text: framed again
 
 
 # -- what the subclass relies on in uvicorn ----------------------------------------------------------------

@@ -21,6 +21,11 @@ task, so a broadcast only puts text into queues and never waits:
   never a token or a message body), on the logger of the code that owns the connection: INFO for a close
   the server decides (too slow, too big, a policy), WARNING when the server itself is falling behind
   (``SURGE``), DEBUG for a client that leaves on its own or a handler that simply finishes.
+- **Cost:** served by :class:`wslab.reference.wsprotocol.WebSocketProtocol`, the clients a broadcast
+  queued for are written together once the code that queued yields, each client's queue in one write, the
+  text framed once for all (compressed per client with permessage-deflate): no task switch per client,
+  about what the websockets library's ``broadcast()`` costs (``benchmarks/broadcast.py``). Under another
+  server, each client's writer task sends each text as an ASGI send of its own.
 - **Single process.** The clients live in this process's memory: with several worker processes each
   one has its own manager, and a broadcast reaches only its own clients (a later chapter adds a broker).
 - **Serve it with** :class:`wslab.reference.wsprotocol.WebSocketProtocol` and ``ws_max_size=MAX_FRAME``
@@ -43,21 +48,23 @@ task, so a broadcast only puts text into queues and never waits:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+import weakref
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .protocol import encode
 
-__all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "Client", "ConnectionManager", "broadcast_app", "fit_reason",
-           "who"]
+__all__ = ["CLOSE_TOO_BIG", "CLOSE_TOO_SLOW", "FRAMES", "Client", "ConnectionManager", "broadcast_app",
+           "fit_reason", "who"]
 
 CLOSE_TOO_SLOW = 1013  # "try again later": the client did not keep up with its messages
 CLOSE_TOO_BIG = 1009  # "message too big"
@@ -66,6 +73,10 @@ SURGE = 8  # ... or, however fast it reads, SURGE * MAX_QUEUE messages: the serv
 MAX_FRAME = 64 * 1024  # bytes in one received frame
 CLOSE_TIMEOUT = 1.0  # seconds to let a closing frame reach a client that may not be reading
 LOGGED_PATH = 80  # characters of a connection's path in a log line (the client chose it)
+# The ASGI scope extension through which a server takes a writer's queued texts in one synchronous write,
+# each framed once however many clients it goes to: {"write": (texts) -> bool, "writable": asyncio.Event}.
+# wslab.reference.wsprotocol.WebSocketProtocol offers it; elsewhere each text is an ASGI send of its own.
+FRAMES = "wslab.frames"
 
 _log = logging.getLogger(__name__)  # the closes of connections this module owns (ConnectionManager)
 
@@ -96,8 +107,13 @@ class Client:
         self.max_queue = max_queue
         self.logger = logger
         self._left: int | None = None  # the close code the peer sent, if it left on its own
-        self._queue: asyncio.Queue[str] = asyncio.Queue()  # bounded by send(), which knows why
+        self._queue: collections.deque[str] = collections.deque()  # bounded by send(), which knows why
         self._in_send = False  # the writer is waiting in a send: the socket takes no more for now
+        self._sending = False  # the writer holds a text it took from the queue and has not sent yet
+        self._wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it for the next text
+        self._drained: asyncio.Future[None] | None = None  # _finish waits on it for the queue to empty
+        self._frames: _Frames | None = None  # the server's direct write (FRAMES), if it offers one
+        self._flush: _Flush | None = None  # ... and then the loop's flush, which uses it
         self._writer: asyncio.Task[None] | None = None
         self._handler: asyncio.Task[Any] | None = None
         self._peer_gone = False
@@ -114,6 +130,9 @@ class Client:
         if self.websocket.application_state == WebSocketState.CONNECTING:  # not accepted yet (auth may have)
             await self.websocket.accept()
         self._handler = asyncio.current_task()
+        self._frames = (self.websocket.scope.get("extensions") or {}).get(FRAMES)
+        if self._frames is not None:
+            self._flush = _Flush.of(asyncio.get_running_loop())
         self._writer = asyncio.create_task(self._write(), name="wslab-writer")
         return self
 
@@ -153,10 +172,11 @@ class Client:
             self._closing = (1000, "")
             if not self._peer_gone:
                 self.logger.debug("%s - closed 1000: the handler finished", who(self.websocket))
-        if not self._peer_gone and not self._kicked:
+        if not self._peer_gone and not self._kicked and (self._queue or self._sending):
+            self._drained = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):  # send what is queued, but not forever
                 async with asyncio.timeout(self.close_timeout):
-                    await self._queue.join()
+                    await self._drained
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
@@ -218,7 +238,7 @@ class Client:
         text = _text(message)
         if not self.open:
             return False
-        waiting = self._queue.qsize()
+        waiting = len(self._queue)
         if waiting >= self.max_queue and self._in_send:  # its socket takes no more: the client's network
             self.kick(CLOSE_TOO_SLOW, f"too slow: {waiting} messages were waiting")
             return False
@@ -227,22 +247,102 @@ class Client:
                       why=f"{waiting} messages were waiting though its socket took more: the server is "
                           "queueing faster than it sends")
             return False
-        self._queue.put_nowait(text)
+        self._queue.append(text)
+        if self._wakeup is not None:  # the writer is idle
+            if self._flush is not None:
+                self._flush.add(self)  # written once the caller yields, with everyone else's
+            else:
+                self._wake()
         return True
 
+    def _wake(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def _flushed(self) -> None:
+        """Write what is queued, for :class:`_Flush`: in one write if the socket takes more and the writer
+        is idle; otherwise the writer takes over (it waits for the socket, or sends the ASGI way)."""
+        wakeup = self._wakeup
+        if wakeup is None or wakeup.done() or not self._queue:  # the writer has it, or it was stopped
+            return
+        assert self._frames is not None
+        if self._frames["writable"].is_set() and self._frames["write"](self._queue):
+            self._queue.clear()
+            if self._drained is not None and not self._drained.done():
+                self._drained.set_result(None)
+        else:
+            self._wake()
+
     async def _write(self) -> None:
+        """Send what is queued, everything there is at each turn: one task switch per turn, not per text."""
+        queue, frames = self._queue, self._frames
         try:
             while True:
-                text = await self._queue.get()
-                # A send waits only when the socket's buffers are full, which is what send() asks.
-                self._in_send = True
-                await self.websocket.send_text(text)
-                self._in_send = False
-                self._queue.task_done()
+                if not queue:
+                    if self._drained is not None and not self._drained.done():
+                        self._drained.set_result(None)
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    await self._wakeup
+                    continue
+                if frames is not None:
+                    writable = frames["writable"]
+                    if not writable.is_set():  # the socket's buffers are full: what send() asks
+                        self._in_send = True
+                        await writable.wait()
+                        self._in_send = False
+                        continue
+                    if frames["write"](queue):  # all of it, in one write to the socket
+                        queue.clear()
+                        continue
+                while queue:  # an ASGI send each (it waits only when the socket's buffers are full)
+                    text = queue.popleft()
+                    self._in_send = self._sending = True
+                    await self.websocket.send_text(text)
+                    self._in_send = self._sending = False
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             # The peer is gone (its socket dropped, or it closed first). Its handler receives the
             # disconnect and cleans up; whoever is broadcasting never hears of it.
             self._peer_left(exc.code if isinstance(exc, WebSocketDisconnect) else None)
+
+
+class _Flush:
+    """The clients of one event loop with texts to write, written together once the code that queued them
+    yields: a broadcast costs one callback, not a task switch per client. Only for clients whose server
+    offers FRAMES (a synchronous write); the others' writers send the ASGI way."""
+
+    _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flush] = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._clients: dict[Client, None] = {}  # in the order they were given texts
+        self._scheduled = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Flush:
+        flush = cls._loops.get(loop)
+        if flush is None:
+            flush = cls._loops[loop] = cls(loop)
+        return flush
+
+    def add(self, client: Client) -> None:
+        self._clients[client] = None
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        clients, self._clients = self._clients, {}
+        for client in clients:
+            client._flushed()
+
+
+class _Frames(TypedDict):
+    """What the FRAMES scope extension holds."""
+
+    write: Callable[[Sequence[str]], bool]
+    writable: asyncio.Event
 
 
 def _text(message: str | Mapping[str, Any]) -> str:

@@ -21,6 +21,13 @@ could fill the log with them).
 The kernel's part of the backlog is read where the system says it (Linux, macOS); elsewhere only this
 process's part counts, and once it is sent the rest is left to the kernel, as uvicorn does.
 
+Once a connection is accepted, it offers the writers of :mod:`wslab.reference.manager` a way around the
+ASGI send (the scope extension :data:`~wslab.reference.manager.FRAMES`): a writer hands everything it has
+queued to one ``transport.write``, instead of one ASGI send per text and client, each passing through
+Starlette and uvicorn. Each text is framed once however many clients a broadcast sends it to (a server's
+frames are not masked, so every client gets the same bytes); with permessage-deflate, each client's frames
+are compressed with its own context, by websockets as the ASGI send would.
+
 It also stops uvicorn before 0.55 from logging an ERROR after a handler refuses a handshake with an HTTP
 response (``websocket.send_denial_response``, :func:`wslab.reference.auth.refuse`).
 
@@ -43,11 +50,15 @@ import logging
 import socket
 import struct
 import sys
+import threading
+from collections.abc import Sequence
 from typing import Any, cast
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
-from .manager import LOGGED_PATH
+from .manager import FRAMES, LOGGED_PATH
 
 __all__ = ["ABORT_AFTER", "UVICORN_RELIES_ON", "WebSocketProtocol"]
 
@@ -62,6 +73,8 @@ UVICORN_RELIES_ON: dict[str, tuple[str, str]] = {
     "connection_made": ("method of uvicorn's", "extended to keep the transport"),
     "connection_lost": ("method of uvicorn's", "extended to end the watch"),
     "handshake_complete": ("bool attribute", "set after a denial response, as uvicorn does from 0.55 on"),
+    "writable": ("Event attribute", "set while the transport takes more: the FRAMES writers wait on it"),
+    "conn": ("ServerProtocol attribute", "its state and extensions: may frames be written directly"),
 }
 
 # Close codes the protocol layer sends when it refuses a frame (websockets' parser: a protocol error,
@@ -99,6 +112,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     _transport: asyncio.Transport | None = None
     _watch: asyncio.TimerHandle | None = None  # the next look at the backlog, while watching it
     _backlog = 0  # bytes still to deliver at the last look
+    _offer_frames = True  # offer FRAMES to the app (False: every text is an ASGI send, as elsewhere)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -126,6 +140,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if kind == "websocket.accept" and self._state is _State.CONNECTING:
             self._state = _State.OPEN
+            if self._offer_frames:
+                extensions = self.scope.setdefault("extensions", {})
+                extensions[FRAMES] = {"write": self._write_texts, "writable": self.writable}
         elif kind == "websocket.http.response.body" and not message.get("more_body", False):
             # A denial response (a refusal before accept) is complete: without this, uvicorn before 0.55 logs
             # "ASGI callable returned without completing handshake." as an ERROR once the handler returns.
@@ -140,6 +157,24 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
                           message.get("reason") or "a frame it sent was refused")
             self._start_watch()
         return message
+
+    def _write_texts(self, texts: Sequence[str]) -> bool:
+        """Write ``texts`` as text frames, all in one write, without waiting (the FRAMES extension of
+        :mod:`wslab.reference.manager`). False, with nothing written, once the connection is no longer
+        open or a text cannot be encoded; the caller then sends them the ASGI way, which says why."""
+        if self._state is not _State.OPEN or self.conn.state is not State.OPEN or self._transport is None:
+            return False
+        try:
+            if self.conn.extensions:  # permessage-deflate: compressed with this connection's own context
+                for text in texts:
+                    self.conn.send_text(text.encode())
+                data = b"".join(self.conn.data_to_send())
+            else:
+                data = b"".join(map(_frame, texts)) if len(texts) != 1 else _frame(texts[0])
+        except UnicodeEncodeError:  # a lone surrogate: not UTF-8
+            return False
+        self._transport.write(data)
+        return True
 
     def _who(self) -> str:
         peer = self._transport.get_extra_info("peername") if self._transport is not None else None
@@ -186,6 +221,33 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self._transport.abort()
+
+
+_FRAMED = 32  # texts whose frames are kept: a broadcast frames each text once, for every client it reaches
+
+
+class _Framed(threading.local):
+    """The frames made last in this thread (one server's event loop): id(text) -> (text, frame)."""
+
+    def __init__(self) -> None:
+        self.frames: dict[int, tuple[str, bytes]] = {}
+
+
+_framed = _Framed()
+
+
+def _frame(text: str) -> bytes:
+    """The text frame that carries ``text`` from a server (unmasked, so every client gets the same bytes):
+    made once for the same ``str`` object, which a broadcast hands to each of its clients."""
+    frames = _framed.frames
+    kept = frames.get(id(text))
+    if kept is not None and kept[0] is text:
+        return kept[1]
+    frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+    if len(frames) >= _FRAMED:
+        del frames[next(iter(frames))]  # the oldest
+    frames[id(text)] = (text, frame)  # the text is kept too, so that its id is not reused meanwhile
+    return frame
 
 
 _SO_NWRITE = 0x1024  # macOS getsockopt: bytes written but not yet acknowledged by the peer
