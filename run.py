@@ -5,7 +5,7 @@
   python3 run.py test                 set up, then run the whole test suite (ruff, mypy, pytest, notebooks)
   python3 run.py wslab ARGS...        the wslab command in the environment (wslab doctor, wslab serve...)
   python3 run.py python ARGS...       the environment's Python (a script)
-  python3 run.py bench NAME ARGS...   benchmarks/NAME.py, with the benchmarks' own packages added (python-socketio)
+  python3 run.py bench NAME ARGS...   benchmarks/NAME.py, with the benchmarks' own packages (python-socketio)
   python3 run.py lock                 maintainers: after changing the dependencies, lock them again
   python3 run.py upgrade              maintainers: move uv.lock to the newest releases, then run the tests
   python3 run.py floors               maintainers: run the tests on the lowest versions pyproject.toml allows
