@@ -15,7 +15,6 @@ from wslab.lab.server import LabServer
 from wslab.lab.transcript import Transcript
 from wslab.reference.app import AppRooms
 
-from .aimed import Aim, Missed
 from .result import CheckResult, Mismatch, run_check
 
 __all__ = ["REACTIONS", "check_reactions", "check_typing"]
@@ -54,7 +53,7 @@ async def _nothing(bot: LabClient, step: str, hint: str) -> None:
         frame = await bot.recv_json(0.5)
     except TimeoutError:
         return
-    raise Missed(step, "(nothing)", frame, hint)
+    raise Mismatch(step, "(nothing)", frame, hint)
 
 
 def _has(frame: Any, expected: dict[str, Any], step: str, hint: str | None = None) -> None:
@@ -62,13 +61,13 @@ def _has(frame: Any, expected: dict[str, Any], step: str, hint: str | None = Non
     if not (isinstance(frame, dict) and all(frame.get(key) == value for key, value in expected.items())):
         if hint is None:
             raise Mismatch(step, expected, frame)
-        raise Missed(step, expected, frame, hint)
+        raise Mismatch(step, expected, frame, hint)
 
 
 def _no_client_fields(frame: Any, step: str) -> None:
     """The relayed frame carries none of the fields a client slipped into its own frame."""
     if isinstance(frame, dict) and "note" in frame:
-        raise Missed(step, "no 'note' field (the client made it up)", frame, OWN_FIELDS_HINT)
+        raise Mismatch(step, "no 'note' field (the client made it up)", frame, OWN_FIELDS_HINT)
 
 
 def _rooms(app: Any) -> AppRooms:
@@ -101,13 +100,13 @@ async def _closed_with(bot: LabClient, code: int, step: str, hint: str = FLOOD_H
         for _ in range(100):  # what was already queued for it, then the close
             await bot.recv_json(3.0)
     except TimeoutError:
-        raise Missed(step, expected, "still open", hint) from None
+        raise Mismatch(step, expected, "still open", hint) from None
     except ConnectionClosed:
         if bot.close_code != code:
-            raise Missed(step, expected, f"closed with {bot.close_code} {bot.close_reason or ''}",
-                         hint) from None
+            raise Mismatch(step, expected, f"closed with {bot.close_code} {bot.close_reason or ''}",
+                           hint) from None
         return
-    raise Missed(step, expected, "still open after 100 frames", hint)
+    raise Mismatch(step, expected, "still open after 100 frames", hint)
 
 
 def check_typing(app: Any) -> CheckResult:
@@ -156,13 +155,12 @@ def check_typing(app: Any) -> CheckResult:
             for bot in (*lobby, *kitchen):
                 await bot.close()
 
-    aim = Aim()
-    return aim.apply(run_check(
-        "Exercise 6.1 (typing indicator)", app, aim.watch(scenario),
+    return run_check(
+        "Exercise 6.1 (typing indicator)", app, scenario,
         passed="everyone else in the room sees who is typing.",
         hint="start in relay: recognise a typing frame with frame_type(data), and think about who should "
              "receive what (the exercise lists it). Everything else goes on to super().relay(...).",
-    ))
+    )
 
 
 BAD_REACTIONS: tuple[dict[str, Any], ...] = (
@@ -213,7 +211,7 @@ def check_reactions(app: Any) -> CheckResult:
                         "client and return.")
                 _has(error, {"type": "error"}, step, hint)
                 if not isinstance(error.get("message"), str) or not error["message"]:
-                    raise Missed(step, {"type": "error", "message": "(text saying why)"}, error, hint)
+                    raise Mismatch(step, {"type": "error", "message": "(text saying why)"}, error, hint)
             await ada.send({"type": "message", "content": "still here"})
             message = {"type": "message", "user": "ada", "content": "still here"}
             step = "after the bad reactions ada's connection should stay open and chat should work"
@@ -233,10 +231,9 @@ def check_reactions(app: Any) -> CheckResult:
             for bot in (*lobby, *kitchen):
                 await bot.close()
 
-    aim = Aim()
-    return aim.apply(run_check(
-        "Exercise 6.2 (reactions)", app, aim.watch(scenario),
+    return run_check(
+        "Exercise 6.2 (reactions)", app, scenario,
         passed="reactions reach the room, from whom the token says, and nothing else gets through.",
         hint="start in relay: recognise a reaction with frame_type(data), then let the Reaction model "
              "decide whether it is allowed (chapter 03 validated frames the same way).",
-    ))
+    )

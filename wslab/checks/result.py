@@ -126,8 +126,9 @@ def run_check_on_servers(exercise: str, apps: Sequence[Any], scenario: ServersSc
     details = ["What happened:"] + [f"  {line}" for line in transcript.lines]
     if logged:
         details += ["The server logged:"] + [f"  {line}" for line in logged]
-    if isinstance(outcome, Mismatch) and outcome.hint:
-        hint = outcome.hint  # aimed at what failed, rather than where to start
+    if isinstance(outcome, Mismatch) and outcome.hint and not any(_cause(e) is not None for e in errors):
+        hint = outcome.hint  # aimed at what failed, rather than where to start (unless the learner's code
+        # raised: the step failed because of the exception, which the summary names first)
     return CheckResult(exercise, "failed", _summary(outcome, errors, logged, stuck), hint,
                        _expected_and_got(outcome) + details)
 

@@ -26,7 +26,6 @@ from wslab.lab.transcript import RECEIVED, SENT, Transcript
 from wslab.reference.app import AppRooms, create_app
 from wslab.reference.auth import Tokens
 
-from .aimed import Aim, Missed
 from .app import FLOOD as TYPING_FLOOD
 from .app import FROM_TOKEN_HINT, _closed_with, _has, _next, _no_client_fields, _rooms
 from .result import CheckResult, Mismatch, expect, run_check_on_servers
@@ -112,10 +111,9 @@ def check_typing_everywhere(rooms_type: Any) -> CheckResult:
                 for bot in bots:
                     await bot.close()
 
-        aim = Aim()
-        return aim.apply(run_check_on_servers(
-            exercise, apps, aim.watch(scenario), hint=hint,
-            passed="everyone else in the room sees who is typing, on every worker."))
+        return run_check_on_servers(
+            exercise, apps, scenario, hint=hint,
+            passed="everyone else in the room sees who is typing, on every worker.")
 
     return _with_redis(exercise, hint, run)
 
@@ -302,12 +300,11 @@ def check_stream_history(history_type: Any) -> CheckResult:
                 for redis in workers:
                     await redis.aclose()
 
-        aim = Aim()
         with _unawaited_kept_quiet():
-            return aim.apply(run_check_on_servers(
-                exercise, [], aim.watch(scenario), hint=hint,
+            return run_check_on_servers(
+                exercise, [], scenario, hint=hint,
                 passed="each room keeps its recent frames in a capped Redis stream, which every worker "
-                       "sees."))
+                       "sees.")
 
     return _with_redis(exercise, hint, run)
 
@@ -339,10 +336,10 @@ async def _history(histories: list[Any], redis: Redis, transcript: Transcript) -
     if kind == "none":
         keys = sorted(await redis.keys("*"))
         if not keys:
-            raise Missed(f"after {len(saves)} saves, nothing reached Redis: save should write each frame to "
-                         "Redis with XADD (and await it: without await, redis.asyncio makes the command but "
-                         "never sends it)", "a stream at history:lobby", "no key at all in Redis",
-                         IN_PROCESS_HINT)
+            raise Mismatch(f"after {len(saves)} saves, nothing reached Redis: save should write each frame "
+                           "to Redis with XADD (and await it: without await, redis.asyncio makes the command "
+                           "but never sends it)", "a stream at history:lobby", "no key at all in Redis",
+                           IN_PROCESS_HINT)
         raise Mismatch("saving to the lobby should add to its own stream at history:lobby (self.key(room)): "
                        "each room has a stream of its own", "a stream at history:lobby",
                        f"nothing there; the keys in Redis are {keys!r}")
@@ -355,8 +352,8 @@ async def _history(histories: list[Any], redis: Redis, transcript: Transcript) -
     entries = await redis.xrange("history:lobby")
     for (_, fields), frame in zip(entries or [], lobby, strict=False):
         if not any(_json(value) == frame for value in (fields or {}).values()):
-            raise Missed("each entry of the stream should hold its frame as JSON, in one field",
-                         {"frame": json.dumps(frame)}, fields, JSON_HINT)
+            raise Mismatch("each entry of the stream should hold its frame as JSON, in one field",
+                           {"frame": json.dumps(frame)}, fields, JSON_HINT)
     for worker in (0, 1):
         for count in (3, 10):
             got = await recent(worker, "lobby", count)
@@ -364,9 +361,9 @@ async def _history(histories: list[Any], redis: Redis, transcript: Transcript) -
                 mine = [lobby[n] for turn, (room, n) in enumerate(saves)
                         if room == "lobby" and turn % 2 == worker]
                 if got == mine[-count:]:
-                    raise Missed(f"workers A and B took turns saving to the lobby: {names[worker]}'s "
-                                 f"recent('lobby', {count}) should give every worker's frames, from Redis",
-                                 lobby[-count:], got, IN_PROCESS_HINT)
+                    raise Mismatch(f"workers A and B took turns saving to the lobby: {names[worker]}'s "
+                                   f"recent('lobby', {count}) should give every worker's frames, from Redis",
+                                   lobby[-count:], got, IN_PROCESS_HINT)
                 raise Mismatch(_recent_step(got, lobby, "lobby", count, held), lobby[-count:], got)
     expect(await recent(1, "kitchen", 10), kitchen,
            "rooms are separate: recent('kitchen', 10) should give the kitchen's 2 frames, and nothing else")

@@ -23,7 +23,6 @@ from wslab.lab.transcript import EVENT, Transcript
 from wslab.reference.auth import Tokens
 from wslab.reference.feeds import LiveNotifications, PriceFeed
 
-from .aimed import Aim, Missed, expect_or
 from .result import CheckResult, Mismatch, expect, run_check
 
 __all__ = ["ANSWER_WITHIN", "PING_AFTER", "PONG_WITHIN", "check_heartbeat", "check_since", "check_symbols"]
@@ -81,9 +80,9 @@ async def _next_prices(server: LabServer, feed: PriceFeed, clients: dict[str, La
     for name, client in clients.items():
         frame = await _frame(client, f"{step} ({name}'s next prices)")
         if frame.get("type") != "prices":
-            raise Missed(f"{step}: {name} should get the next prices", "a prices frame", frame,
-                         "every frame that is not subscribe or unsubscribe (acks, pings) must still reach "
-                         "handle_price_frame(subscription, frame), as before.")
+            raise Mismatch(f"{step}: {name} should get the next prices", "a prices frame", frame,
+                           "every frame that is not subscribe or unsubscribe (acks, pings) must still reach "
+                           "handle_price_frame(subscription, frame), as before.")
         got[name] = sorted(frame.get("prices", {}))
     return got
 
@@ -97,10 +96,10 @@ async def _subscribed(client: LabClient, sent: dict[str, Any], symbols: list[str
     if reply.get("type") != "subscribed" or reply.get("symbols") != symbols:
         unsorted = reply.get("type") == "subscribed" and isinstance(reply.get("symbols"), list) \
             and sorted(map(str, reply["symbols"])) == symbols
-        raise Missed(f"{json.dumps(sent)} should be answered with {json.dumps(wanted)}", wanted, reply,
-                     "a set has no order: answer with the symbols sorted." if unsorted else
-                     "subscribe replaces this connection's symbols with the ones asked for; unsubscribe "
-                     "removes the ones asked for from those it has. Answer with what it then has.")
+        raise Mismatch(f"{json.dumps(sent)} should be answered with {json.dumps(wanted)}", wanted, reply,
+                       "a set has no order: answer with the symbols sorted." if unsorted else
+                       "subscribe replaces this connection's symbols with the ones asked for; unsubscribe "
+                       "removes the ones asked for from those it has. Answer with what it then has.")
 
 
 async def _refused(client: LabClient, sent: Any, why: str) -> None:
@@ -108,10 +107,10 @@ async def _refused(client: LabClient, sent: Any, why: str) -> None:
     step = f"{why}: {json.dumps(sent)} should get an error frame and change nothing"
     reply = await _frame(client, step)
     if reply.get("type") != "error" or not str(reply.get("message", "")).strip():
-        raise Missed(step, {"type": "error", "message": "..."}, reply,
-                     "check the whole request before changing anything: symbols must be a list, and every "
-                     "symbol in it one of subscription.feed.symbols (for unsubscribe too); otherwise "
-                     "return an error frame.")
+        raise Mismatch(step, {"type": "error", "message": "..."}, reply,
+                       "check the whole request before changing anything: symbols must be a list, and every "
+                       "symbol in it one of subscription.feed.symbols (for unsubscribe too); otherwise "
+                       "return an error frame.")
 
 
 def check_symbols(app: Any) -> CheckResult:
@@ -139,18 +138,18 @@ def check_symbols(app: Any) -> CheckResult:
                 await _frame(client, "a new client should get the current prices first")
             await _subscribed(ada, {"type": "subscribe", "symbols": ["ACME"]}, ["ACME"])
             got = await _next_prices(server, feed, clients, "after ada subscribed to ACME")
-            expect_or(got["ada"], ["ACME"], "after subscribing to ACME, ada's prices should hold ACME only",
-                      "after subscribe, set subscription.symbols to the symbols asked for: the prices "
-                      "the feed sends this connection are filtered by it.")
-            expect_or(got["bo"], everything, "bo never subscribed: he should still get every symbol",
-                      OWN_SYMBOLS_HINT)
+            expect(got["ada"], ["ACME"], "after subscribing to ACME, ada's prices should hold ACME only",
+                   "after subscribe, set subscription.symbols to the symbols asked for: the prices "
+                   "the feed sends this connection are filtered by it.")
+            expect(got["bo"], everything, "bo never subscribed: he should still get every symbol",
+                   OWN_SYMBOLS_HINT)
             await _subscribed(bo, {"type": "subscribe", "symbols": ["INITECH", "GLOBEX"]},
                               ["GLOBEX", "INITECH"])
             got = await _next_prices(server, feed, clients, "after bo subscribed to INITECH and GLOBEX")
             expected = {"ada": ["ACME"], "bo": ["GLOBEX", "INITECH"], "cy": everything}
             for name, symbols in expected.items():
-                expect_or(got[name], symbols, "each connection has its own symbols: after bo's "
-                          f"subscription, {name}'s prices should hold {', '.join(symbols)}", OWN_SYMBOLS_HINT)
+                expect(got[name], symbols, "each connection has its own symbols: after bo's "
+                       f"subscription, {name}'s prices should hold {', '.join(symbols)}", OWN_SYMBOLS_HINT)
             await _subscribed(ada, {"type": "subscribe", "symbols": ["GLOBEX", "ACME"]}, ["ACME", "GLOBEX"])
             await _subscribed(ada, {"type": "unsubscribe", "symbols": ["ACME"]}, ["GLOBEX"])
             await _refused(ada, {"type": "subscribe", "symbols": ["NOPE"]}, "an unknown symbol")
@@ -163,20 +162,19 @@ def check_symbols(app: Any) -> CheckResult:
                 got = await _next_prices(server, feed, clients, f"after the {refused}")
                 expected = {"ada": ["GLOBEX"], "bo": ["GLOBEX", "INITECH"], "cy": everything}
                 for name, symbols in expected.items():
-                    expect_or(got[name], symbols, f"a refused request should change nothing: after the "
-                              f"{refused}, {name}'s prices should still hold {', '.join(symbols)}",
-                              "check every symbol before you change subscription.symbols: a request with "
-                              "one bad symbol changes nothing at all.")
+                    expect(got[name], symbols, f"a refused request should change nothing: after the "
+                           f"{refused}, {name}'s prices should still hold {', '.join(symbols)}",
+                           "check every symbol before you change subscription.symbols: a request with "
+                           "one bad symbol changes nothing at all.")
             await ada.send({"type": "ping"})
-            expect_or(await _frame(ada, "a ping"), {"type": "pong"}, "a ping should still get a pong",
-                      "pass every frame that is not subscribe or unsubscribe to handle_price_frame.")
+            expect(await _frame(ada, "a ping"), {"type": "pong"}, "a ping should still get a pong",
+                   "pass every frame that is not subscribe or unsubscribe to handle_price_frame.")
 
-    aim = Aim()
-    return aim.apply(run_check(
-        "Exercise 5.1 (symbols)", app, aim.watch(scenario),
+    return run_check(
+        "Exercise 5.1 (symbols)", app, scenario,
         passed="each connection gets the symbols it asked for, and nothing else changed.",
         hint=SYMBOLS_START,
-    ))
+    )
 
 
 # -- exercise 5.2 ---------------------------------------------------------------------------------------
@@ -198,7 +196,7 @@ async def _seqs(client: LabClient, count: int, expected: list[int], step: str,
             got.append(missed.got)
             break
     if got != expected:
-        raise Missed(step, expected, got, hint(got) if callable(hint) else hint)
+        raise Mismatch(step, expected, got, hint(got) if callable(hint) else hint)
 
 
 SINCE_START = ("start in publish(): the frame it returns is what a client that is away would "
@@ -279,12 +277,11 @@ def check_since(app: Any) -> CheckResult:
             await _publish(server, hub, "bo", 1)
             await _seqs(bo, 1, [4], "then the live ones", REPLAY_HINT)
 
-    aim = Aim()
-    return aim.apply(run_check(
-        "Exercise 5.2 (since)", app, aim.watch(scenario),
+    return run_check(
+        "Exercise 5.2 (since)", app, scenario,
         passed="a client that comes back gets what it missed, in order, once, and only that client.",
         hint=SINCE_START,
-    ))
+    )
 
 
 # -- exercise 5.3 ---------------------------------------------------------------------------------------
@@ -302,18 +299,18 @@ async def _ping_after_silence(client: LabClient, since: float | None) -> None:
             "for PONG_WITHIN seconds.")
     try:
         frame = await _frame(client, step)
-    except Missed:
-        raise
     except Mismatch as missed:
+        if missed.hint:
+            raise
         wanted = missed.expected if "JSON" in str(missed.expected) else {"type": "ping"}
-        raise Missed(step, wanted, missed.got, hint) from None
-    expect_or(frame, {"type": "ping"}, step, hint)
+        raise Mismatch(step, wanted, missed.got, hint) from None
+    expect(frame, {"type": "ping"}, step, hint)
     silent = 0.0 if since is None else time.monotonic() - since
     if since is not None and silent < PING_AFTER - SLACK:
-        raise Missed(f"a ping should come only after {PING_AFTER:g} s without a frame from the client",
-                     f"a ping after {PING_AFTER:g} s", f"a ping after {silent:.1f} s",
-                     "the clock is the client's silence: start it again at every frame the client sends, "
-                     "and ping only when it reaches PING_AFTER.")
+        raise Mismatch(f"a ping should come only after {PING_AFTER:g} s without a frame from the client",
+                       f"a ping after {PING_AFTER:g} s", f"a ping after {silent:.1f} s",
+                       "the clock is the client's silence: start it again at every frame the client sends, "
+                       "and ping only when it reaches PING_AFTER.")
 
 
 async def _pong(client: LabClient, step: str) -> float:
@@ -327,24 +324,24 @@ async def _pong(client: LabClient, step: str) -> float:
         frame = await _frame(client, step)
     except Mismatch as missed:
         wanted = missed.expected if "JSON" in str(missed.expected) else {"type": "pong"}
-        raise Missed(step, wanted, missed.got, hint) from None
-    expect_or(frame, {"type": "pong"}, step, hint)
+        raise Mismatch(step, wanted, missed.got, hint) from None
+    expect(frame, {"type": "pong"}, step, hint)
     waited = time.monotonic() - sent
     if waited > ANSWER_WITHIN:
-        raise Missed(f"{step}: a ping should be answered at once", f"a pong within {ANSWER_WITHIN:g} s",
-                     f"a pong after {waited:.2f} s",
-                     "does the loop sleep and then look whether a message came? Wait on the receive itself, "
-                     "bounded by a timeout, so that a frame is handled the moment it arrives.")
+        raise Mismatch(f"{step}: a ping should be answered at once", f"a pong within {ANSWER_WITHIN:g} s",
+                       f"a pong after {waited:.2f} s",
+                       "does the loop sleep and then look whether a message came? Wait on the receive "
+                       "itself, bounded by a timeout, so that a frame is handled the moment it arrives.")
     return sent
 
 
 async def _left_behind(server: LabServer, visits: int) -> None:
     """Once every handler has returned, no task the app started may still run; cancel any that do."""
     if not await asyncio.to_thread(server.wait_idle, PATIENCE):
-        raise Missed(f"after {visits} visits every client had left, but a handler was still running",
-                     "every handler returned", f"{server.sessions.active} still running",
-                     "return from the handler once the connection is closed (after a disconnect, and right "
-                     "after closing it yourself with 1011).")
+        raise Mismatch(f"after {visits} visits every client had left, but a handler was still running",
+                       "every handler returned", f"{server.sessions.active} still running",
+                       "return from the handler once the connection is closed (after a disconnect, and right "
+                       "after closing it yourself with 1011).")
     tasks = await asyncio.to_thread(server_tasks, server)
     if tasks:  # a task cancelled as the handler returned ends at the loop's next turns: give it those
         await catch_up(server)
@@ -352,9 +349,9 @@ async def _left_behind(server: LabServer, visits: int) -> None:
     if tasks:
         await asyncio.to_thread(cancel_app_tasks, server)  # so that the server can stop cleanly
         left = ", ".join(f"{name} ×{count}" for name, count in tasks.items())
-        raise Missed(f"after {visits} visits and every client gone, tasks your code started were still "
-                     f"running ({sum(tasks.values())}): {left}",
-                     "no task left once the connections have closed", tasks, LEAK_HINT)
+        raise Mismatch(f"after {visits} visits and every client gone, tasks your code started were still "
+                       f"running ({sum(tasks.values())}): {left}",
+                       "no task left once the connections have closed", tasks, LEAK_HINT)
 
 
 def check_heartbeat(app: Any) -> CheckResult:
@@ -398,14 +395,14 @@ def check_heartbeat(app: Any) -> CheckResult:
                 code = await cy.wait_closed(PONG_WITHIN + PATIENCE)
             except TimeoutError:
                 code = f"still open {PONG_WITHIN + PATIENCE:g} s after the ping"
-            expect_or(code, 1011, "a client that does not answer the ping should be closed with 1011",
-                      "when the second wait (PONG_WITHIN) times out too, close with code 1011 and return: "
-                      "1011 tells the client the connection was given up, not that all is well.")
+            expect(code, 1011, "a client that does not answer the ping should be closed with 1011",
+                   "when the second wait (PONG_WITHIN) times out too, close with code 1011 and return: "
+                   "1011 tells the client the connection was given up, not that all is well.")
             waited = time.monotonic() - pinged
             if waited < PONG_WITHIN - 2 * SLACK:  # from when cy got the ping: it was sent a little earlier
-                raise Missed(f"the client should get {PONG_WITHIN:g} s to answer the ping",
-                             f"closed {PONG_WITHIN:g} s after the ping", f"closed after {waited:.1f} s",
-                             "after the ping, wait PONG_WITHIN seconds for any frame before closing.")
+                raise Mismatch(f"the client should get {PONG_WITHIN:g} s to answer the ping",
+                               f"closed {PONG_WITHIN:g} s after the ping", f"closed after {waited:.1f} s",
+                               "after the ping, wait PONG_WITHIN seconds for any frame before closing.")
         eve = await connect(server, "/ws/alive", name="eve", transcript=transcript)
         try:
             await _pong(eve, "a client's ping should get a pong")
@@ -415,10 +412,9 @@ def check_heartbeat(app: Any) -> CheckResult:
             await eve.connection.wait_closed()
         await _left_behind(server, 5)
 
-    aim = Aim()
-    return aim.apply(run_check(
-        "Exercise 5.3 (heartbeat)", app, aim.watch(scenario),
+    return run_check(
+        "Exercise 5.3 (heartbeat)", app, scenario,
         passed="silent clients are pinged, and closed if they stay silent; talkative ones are left alone; "
                "nothing outlives its connection.",
         hint=HEARTBEAT_START,
-    ))
+    )
