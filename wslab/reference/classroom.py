@@ -1,0 +1,369 @@
+"""The live classroom: every learner's check verdicts on the instructor's screen, as they happen.
+
+Built from the service's own parts, with no second stack: learners log in with the chat's ``POST /token``
+(and its passcode), send their token as the first frame (:func:`~wslab.reference.auth.authenticate`), are
+held to a :class:`~wslab.reference.ratelimit.RateLimit`, and receive through a bounded
+:class:`~wslab.reference.manager.Client` queue; announcements also reach every chat room through
+:meth:`AppRooms.announce <wslab.reference.app.AppRooms.announce>` (and its broker).
+
+- ``WS /ws/class``: a learner. First frame ``{"type": "auth", "token": ...}``; then
+  ``{"type": "verdicts", "verdicts": [{"id", "exercise", "status", "at", "title"?, "mistake"?}, ...]}``,
+  answered by ``{"type": "ack", "ids": [...]}``. Who sent it comes from the token only: a frame that names
+  anyone else is refused. Each verdict has an id, so a learner who resends its history after a reconnect
+  (or after the server restarted: nothing is stored on disk) counts once. The server sends learners
+  ``{"type": "announcement", "kind": "announcement" | "chapter" | "hint", "content", "exercise"?}``.
+- ``WS /ws/class/instructor``: the instructor's page, with a token whose role is ``instructor``
+  (:meth:`Classroom.instructor_token`). It receives ``{"type": "grid", ...}`` (:meth:`Classroom.snapshot`)
+  at once and after every change (at most every ``PUSH_EVERY`` seconds), and may send
+  ``{"type": "say", "kind", "content", "exercise"?}``.
+- ``GET /class``: the instructor's page (``static/class.html``); its key travels in the address's
+  fragment (``/class#key=...``), which no server log sees.
+
+Only exercise ids, verdicts, times and the kind of a mistake arrive here: never a learner's code.
+One process: with several workers, give every learner and the instructor the same worker (see
+``docs/instructor.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .app import AppRooms, create_app
+from .auth import CLOSE_POLICY, Identity, Tokens, authenticate, origin_allowed, refuse
+from .manager import Client, fit_reason, who
+from .pages import page
+from .protocol import MAX_CONTENT, ProtocolError, encode, loads
+from .ratelimit import RateLimit
+
+__all__ = ["INSTRUCTOR", "Classroom", "Verdict", "add_classroom", "class_app"]
+
+INSTRUCTOR = "instructor"  # the role claim of the instructor's token (learners' tokens say "user")
+MAX_BATCH = 100  # verdicts in one frame: a learner's whole history goes in a few frames
+MAX_VERDICTS = 2000  # distinct verdict ids one learner may post in a server's life (a flood is refused)
+MAX_LEARNERS = 300  # learners one classroom tracks; more are refused with 1008
+MAX_EXERCISES = 100  # distinct exercise ids one classroom tracks; verdicts for more get an error frame
+MAX_NOTICES = 20  # announcements the instructor's page lists (newest first)
+PUSH_EVERY = 0.25  # seconds: grid updates to instructor pages are coalesced to at most this often
+RATE, BURST = 5.0, 30  # frames a second, and at once, for one learner (a reconnect sends a few at once)
+INSTRUCTOR_LIFETIME = 7 * 24 * 3600.0  # seconds the instructor's key stays valid
+
+Status = Literal["passed", "failed", "not done"]
+SayKind = Literal["announcement", "chapter", "hint"]
+_FORGED = ("user", "name", "learner", "from")  # fields a frame might use to speak for someone else
+
+
+class Verdict(BaseModel):
+    """One check's verdict, as a learner's notebook sends it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
+    exercise: str = Field(pattern=r"^[\w.-]{1,16}$")  # "2.2"
+    status: Status
+    at: float = Field(ge=0, le=10_000_000_000)  # seconds since the epoch, on the learner's clock
+    title: str | None = Field(default=None, max_length=40)  # "no echo"
+    mistake: str | None = Field(default=None, max_length=120)  # a failed check's kind of mistake
+
+
+class _Verdicts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["verdicts"]
+    verdicts: list[Verdict] = Field(max_length=MAX_BATCH)
+
+
+class _Say(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["say"]
+    kind: SayKind = "announcement"
+    content: str = Field(min_length=1, max_length=MAX_CONTENT)
+    exercise: str | None = Field(default=None, pattern=r"^[\w.-]{1,16}$")
+
+
+@dataclass
+class Learner:
+    """What the classroom knows of one learner: their newest verdict per exercise, and every kind of
+    mistake they met on each."""
+
+    name: str
+    connections: int = 0
+    latest: dict[str, Verdict] = field(default_factory=dict)
+    mistakes: dict[str, set[str]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)  # verdict ids: a resent verdict counts once
+
+
+def exercise_order(exercise: str) -> tuple[Any, ...]:
+    """Sort "2.10" after "2.9": numbers as numbers."""
+    parts = [part for part in re.split(r"(\d+)", exercise) if part]
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in parts)
+
+
+class Classroom:
+    """The grid of learners by exercises, the learners' and instructor pages' connections, and what the
+    instructor says to the room.
+
+    ``tokens``: the chat's :class:`~wslab.reference.auth.Tokens` (a learner logs in once for both).
+    ``rooms``: the chat's rooms, if any, so that announcements reach every open chat page too.
+    """
+
+    logger: ClassVar[logging.Logger] = logging.getLogger(__name__)  # refusals and closes, never a body
+
+    def __init__(self, tokens: Tokens, *, rooms: AppRooms | None = None, origins: Any = None,
+                 rate: float = RATE, burst: int = BURST) -> None:
+        self.tokens = tokens
+        self.rooms = rooms
+        self.origins = origins
+        self.rate, self.burst = rate, burst
+        self.learners: dict[str, Learner] = {}
+        self.titles: dict[str, str] = {}
+        self.notices: deque[dict[str, Any]] = deque(maxlen=MAX_NOTICES)
+        self._learner_clients: dict[Client, str] = {}
+        self._instructors: set[Client] = set()
+        self._push: asyncio.TimerHandle | None = None
+
+    def instructor_token(self) -> str:
+        """The key of the instructor's page: a token with the role ``instructor``."""
+        return self.tokens.issue(INSTRUCTOR, role=INSTRUCTOR, lifetime=INSTRUCTOR_LIFETIME)
+
+    # -- the grid -----------------------------------------------------------------------------------
+    @property
+    def exercises(self) -> list[str]:
+        return sorted(self.titles, key=exercise_order)
+
+    def record(self, user: str, verdicts: list[Verdict]) -> list[str]:
+        """Record ``user``'s ``verdicts``; return the ids taken (new or already known). A verdict for an
+        exercise beyond :data:`MAX_EXERCISES`, or beyond the learner's :data:`MAX_VERDICTS`, is not taken."""
+        learner = self.learners[user]
+        taken = []
+        for verdict in verdicts:
+            if verdict.id not in learner.seen:
+                if len(learner.seen) >= MAX_VERDICTS:
+                    continue
+                if verdict.exercise not in self.titles:
+                    if len(self.titles) >= MAX_EXERCISES:
+                        continue
+                    self.titles[verdict.exercise] = verdict.title or ""
+                learner.seen.add(verdict.id)
+                newest = learner.latest.get(verdict.exercise)
+                if newest is None or (verdict.at, verdict.id) > (newest.at, newest.id):
+                    learner.latest[verdict.exercise] = verdict
+                if verdict.status == "failed" and verdict.mistake:
+                    learner.mistakes.setdefault(verdict.exercise, set()).add(verdict.mistake)
+                if verdict.title and not self.titles[verdict.exercise]:
+                    self.titles[verdict.exercise] = verdict.title
+            taken.append(verdict.id)
+        self._changed()
+        return taken
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole grid, as the instructor's page draws it."""
+        exercises = self.exercises
+        learners = sorted(self.learners.values(), key=lambda learner: learner.name.casefold())
+        passed = {ex: sum(1 for one in learners if (v := one.latest.get(ex)) and v.status == "passed")
+                  for ex in exercises}
+        return {
+            "type": "grid",
+            "exercises": [{"id": ex, "title": self.titles[ex], "passed": passed[ex],
+                           "mistake": self.common_mistake(ex)} for ex in exercises],
+            "learners": [{"name": one.name, "connected": one.connections > 0,
+                          "cells": {ex: {"status": v.status, "at": v.at, "mistake": v.mistake}
+                                    for ex, v in one.latest.items()}} for one in learners],
+            "connected": sum(1 for one in learners if one.connections > 0),
+            "notices": list(self.notices),
+        }
+
+    def common_mistake(self, exercise: str) -> dict[str, Any] | None:
+        """The kind of mistake the most learners met on ``exercise`` (each learner counts once per kind),
+        and how many met it; None if nobody failed it."""
+        counts: dict[str, int] = {}
+        for learner in self.learners.values():
+            for kind in learner.mistakes.get(exercise, ()):
+                counts[kind] = counts.get(kind, 0) + 1
+        if not counts:
+            return None
+        kind = min(counts, key=lambda k: (-counts[k], k))
+        return {"kind": kind, "learners": counts[kind]}
+
+    def csv(self) -> str:
+        """The grid as CSV: one row per learner, one column per exercise (passed, failed, not done)."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        exercises = self.exercises
+        writer.writerow(["learner", *exercises])
+        for learner in sorted(self.learners.values(), key=lambda learner: learner.name.casefold()):
+            writer.writerow([learner.name, *((v.status if (v := learner.latest.get(ex)) else "")
+                                             for ex in exercises)])
+        return out.getvalue()
+
+    # -- speaking to the room -----------------------------------------------------------------------
+    async def say(self, content: str, *, kind: SayKind = "announcement", exercise: str | None = None) -> int:
+        """Send ``content`` to every learner's notebook and every chat page; return how many learner
+        connections it was queued for. Runs on the server's loop (``server.call(classroom.say("..."))``)."""
+        frame = _Say(type="say", kind=kind, content=content, exercise=exercise)
+        return self._say(frame)
+
+    def _say(self, frame: _Say) -> int:
+        notice = {"type": "announcement", "kind": frame.kind, "content": frame.content, "at": time.time()}
+        if frame.exercise:
+            notice["exercise"] = frame.exercise
+        text = encode(notice)
+        sent = sum(client.send(text) for client in tuple(self._learner_clients))
+        if self.rooms is not None:
+            label = {"announcement": "", "chapter": "Next: ",
+                     "hint": f"Hint for {frame.exercise or 'everyone'}: "}
+            content = (label[frame.kind] + frame.content)[:MAX_CONTENT]
+            asyncio.get_running_loop().create_task(self.rooms.announce(content))
+        self.notices.appendleft(notice)
+        self.logger.info("the instructor said (%s) to %d learner connections", frame.kind, sent)
+        self._changed()
+        return sent
+
+    # -- pushing the grid ---------------------------------------------------------------------------
+    def _changed(self) -> None:
+        if self._push is None and self._instructors:
+            self._push = asyncio.get_running_loop().call_later(PUSH_EVERY, self._send_grid)
+
+    def _send_grid(self) -> None:
+        self._push = None
+        text = encode(self.snapshot())
+        for client in tuple(self._instructors):
+            client.send(text)
+
+    # -- connections --------------------------------------------------------------------------------
+    async def _identify(self, websocket: WebSocket) -> Identity | None:
+        if not origin_allowed(websocket, self.origins):
+            origin = websocket.headers.get("origin", "")[:60]
+            await refuse(websocket, 403, f"connections from pages at {origin} are refused")
+            return None
+        return await authenticate(websocket, self.tokens)
+
+    async def learner(self, websocket: WebSocket) -> None:
+        """Serve one learner's notebook for the life of its connection."""
+        identity = await self._identify(websocket)
+        if identity is None:
+            return
+        user = identity.user
+        if identity.role == INSTRUCTOR:
+            return await self._refuse(websocket, "this is the learners' endpoint: the instructor's key "
+                                                 "opens /ws/class/instructor")
+        if user not in self.learners and len(self.learners) >= MAX_LEARNERS:
+            return await self._refuse(websocket, f"the class is full ({MAX_LEARNERS} learners)")
+        learner = self.learners.setdefault(user, Learner(user))
+        limit = RateLimit(self.rate, self.burst)
+        async with Client(websocket, logger=self.logger) as client:
+            learner.connections += 1
+            self._learner_clients[client] = user
+            self._changed()
+            try:
+                client.send({"type": "welcome", "user": user})
+                async for data in client.messages():
+                    if not limit.take():
+                        client.close(CLOSE_POLICY, limit.reason)
+                        break
+                    self._learner_frame(client, user, data)
+            finally:
+                learner.connections -= 1
+                del self._learner_clients[client]
+                self._changed()
+
+    def _learner_frame(self, client: Client, user: str, data: str | bytes) -> None:
+        try:
+            raw = loads(data)
+            if not isinstance(raw, dict):
+                raise ProtocolError("expected a JSON object with a \"type\"")
+            forged = [key for key in _FORGED if key in raw and raw[key] != user]
+            if forged:
+                raise ProtocolError(f'"{forged[0]}" refused: this connection is {user}\'s (its token says '
+                                    "so); it cannot post for anyone else")
+            frame = _Verdicts.model_validate(raw)
+        except ProtocolError as exc:
+            client.send({"type": "error", "message": str(exc)})
+            return
+        except ValidationError as exc:
+            client.send({"type": "error", "message": _explain(exc)})
+            return
+        taken = self.record(user, frame.verdicts)
+        client.send({"type": "ack", "ids": taken})
+        if len(taken) < len(frame.verdicts):
+            client.send({"type": "error", "message": f"{len(frame.verdicts) - len(taken)} verdicts not "
+                         f"recorded: at most {MAX_VERDICTS} per learner and {MAX_EXERCISES} exercises"})
+
+    async def instructor(self, websocket: WebSocket) -> None:
+        """Serve one instructor page: the grid now and after every change; what it says goes to the room."""
+        identity = await self._identify(websocket)
+        if identity is None:
+            return
+        if identity.role != INSTRUCTOR:
+            return await self._refuse(websocket, "this is the instructor's page: open the address "
+                                                 "`wslab serve --class` printed")
+        limit = RateLimit(self.rate, self.burst)
+        async with Client(websocket, logger=self.logger) as client:
+            self._instructors.add(client)
+            try:
+                client.send(encode(self.snapshot()))
+                async for data in client.messages():
+                    if not limit.take():
+                        client.close(CLOSE_POLICY, limit.reason)
+                        break
+                    try:
+                        frame = _Say.model_validate(loads(data))
+                    except ProtocolError as exc:
+                        client.send({"type": "error", "message": str(exc)})
+                        continue
+                    except ValidationError as exc:
+                        client.send({"type": "error", "message": _explain(exc)})
+                        continue
+                    self._say(frame)
+            finally:
+                self._instructors.discard(client)
+
+    async def _refuse(self, websocket: WebSocket, reason: str) -> None:
+        self.logger.info("%s - closed %d: %s", who(websocket), CLOSE_POLICY, reason)
+        await websocket.close(CLOSE_POLICY, fit_reason(reason))
+
+
+def _explain(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "frame"
+    return f'"{where}": {error["msg"]}'[:200]
+
+
+def add_classroom(app: FastAPI, classroom: Classroom) -> FastAPI:
+    """Add the classroom's routes to ``app`` (the complete chat app, whose ``POST /token`` learners log in
+    with): ``GET /class``, ``WS /ws/class``, ``WS /ws/class/instructor``. It is ``app.state.classroom``."""
+    app.state.classroom = classroom
+
+    @app.get("/class", response_class=HTMLResponse)
+    async def class_page() -> str:
+        return page("class")
+
+    @app.websocket("/ws/class")
+    async def learner(websocket: WebSocket) -> None:
+        await classroom.learner(websocket)
+
+    @app.websocket("/ws/class/instructor")
+    async def instructor(websocket: WebSocket) -> None:
+        await classroom.instructor(websocket)
+
+    return app
+
+
+def class_app(**options: Any) -> FastAPI:
+    """The complete chat app (:func:`~wslab.reference.app.create_app`, given ``options``) with the classroom
+    added: learners log in with its ``POST /token`` and passcode; announcements reach its rooms too."""
+    app = create_app(**options)
+    rooms: AppRooms = app.state.rooms
+    return add_classroom(app, Classroom(rooms.tokens, rooms=rooms, origins=rooms.origins))
