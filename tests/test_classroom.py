@@ -4,6 +4,7 @@ port-0 server: the grid, what the instructor says, and every bad input refused w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -289,3 +291,58 @@ def test_floods_oversized_frames_and_wrong_keys_are_refused_and_others_are_unhar
     grid = wslab.run_sync(grid_until(server, classroom, lambda g: g["connected"] == 1))
     assert cells(grid)["bo"] == {"2.1": "passed"}
     assert [ex["passed"] for ex in grid["exercises"]] == [1]
+
+
+# -- the notebook's side ----------------------------------------------------------------------------
+def quiet_shout_app() -> FastAPI:
+    """A wrong answer to exercise 1.1: /shout echoes the text as it came."""
+    app = FastAPI()
+
+    @app.websocket("/shout")
+    async def shout(websocket: WebSocket) -> None:
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.send_text(await websocket.receive_text())
+
+    return app
+
+
+def test_a_shown_check_is_sent_once_with_its_kind_of_mistake_and_brings_what_the_instructor_said(
+        served: tuple[LabServer, Classroom], capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.lib.pretty import pretty
+
+    from wslab.checks.echo import check_shout
+
+    server, classroom = served
+    wrong = check_shout(quiet_shout_app())  # a real check on a wrong answer: it echoes, not shouts
+    assert wrong.status == "failed"
+    assert pretty(wrong) == str(wrong)  # outside a class, a verdict shows as it always did
+    wslab.join_class("ada", server.url, passcode="owl")
+    try:
+        assert "🎓 Class at" in capsys.readouterr().out  # the status line, printed outside Jupyter
+        shown = pretty(wrong)
+        assert shown == str(wrong)
+        pretty(wrong)  # shown again (a re-displayed output): still one verdict
+        grid = wslab.run_sync(grid_until(server, classroom, lambda g: bool(cells(g).get("ada"))))
+        server.call(classroom.say("Break until 11:00"))
+        assert cells(grid) == {"ada": {"1.1": "failed"}} and len(classroom.learners["ada"].seen) == 1
+        mistake = grid["exercises"][0]["mistake"]["kind"]
+        assert mistake == "the reply to … should be …." and "hello" not in json.dumps(grid)
+        from wslab.lab import classroom as learner_side
+
+        member = learner_side._member
+        assert member is not None
+        assert wslab.run_sync(_until(lambda: bool(member._notices)))
+        assert pretty(wrong) == f"{wrong}\n📣 Your instructor: Break until 11:00"
+    finally:
+        wslab.leave_class()
+    assert capsys.readouterr().out == "Left the class: nothing more is sent.\n"
+    assert pretty(wrong) == str(wrong)
+
+
+def test_without_an_address_joining_says_how_and_sends_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    wslab.join_class("ada", "", "")
+    assert capsys.readouterr().out.startswith("Not in a class. To join one, fill in your name")
+    wslab.leave_class()
+    assert capsys.readouterr().out == "Not in a class.\n"

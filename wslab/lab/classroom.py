@@ -109,6 +109,7 @@ class ClassMember:
         self._history: deque[dict[str, Any]] = deque(maxlen=KEEP)
         self._outbox: deque[dict[str, Any]] = deque(maxlen=KEEP)
         self._notices: deque[dict[str, Any]] = deque(maxlen=MAX_NOTICES)
+        self._heard: deque[str] = deque(maxlen=4 * MAX_NOTICES)  # ids of the notices received
         self._lock = threading.Lock()
         self._acked = threading.Condition(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -276,6 +277,10 @@ class ClassMember:
                     self.delivered.update(str(ident) for ident in frame.get("ids", []))
                     self._acked.notify_all()
             elif kind == "announcement":
+                ident = str(frame.get("id", ""))
+                if ident in self._heard:  # sent again after a reconnect
+                    continue
+                self._heard.append(ident)
                 with self._lock:
                     self._notices.append(frame)
                 self._changed()

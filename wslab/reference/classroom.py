@@ -11,7 +11,8 @@ held to a :class:`~wslab.reference.ratelimit.RateLimit`, and receive through a b
   answered by ``{"type": "ack", "ids": [...]}``. Who sent it comes from the token only: a frame that names
   anyone else is refused. Each verdict has an id, so a learner who resends its history after a reconnect
   (or after the server restarted: nothing is stored on disk) counts once. The server sends learners
-  ``{"type": "announcement", "kind": "announcement" | "chapter" | "hint", "content", "exercise"?}``.
+  ``{"type": "announcement", "id", "kind": "announcement" | "chapter" | "hint", "content", "exercise"?}``,
+  the newest few again after each ``welcome`` (a learner who joins late knows which chapter the room is on).
 - ``WS /ws/class/instructor``: the instructor's page, with a token whose role is ``instructor``
   (:meth:`Classroom.instructor_token`). It receives ``{"type": "grid", ...}`` (:meth:`Classroom.snapshot`)
   at once and after every change (at most every ``PUSH_EVERY`` seconds), and may send
@@ -31,6 +32,7 @@ import csv
 import io
 import logging
 import re
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -55,6 +57,7 @@ MAX_VERDICTS = 2000  # distinct verdict ids one learner may post in a server's l
 MAX_LEARNERS = 300  # learners one classroom tracks; more are refused with 1008
 MAX_EXERCISES = 100  # distinct exercise ids one classroom tracks; verdicts for more get an error frame
 MAX_NOTICES = 20  # announcements the instructor's page lists (newest first)
+REPLAY = 3  # ... and the newest ones a learner gets on (re)connecting (their ids let it skip repeats)
 PUSH_EVERY = 0.25  # seconds: grid updates to instructor pages are coalesced to at most this often
 RATE, BURST = 5.0, 30  # frames a second, and at once, for one learner (a reconnect sends a few at once)
 INSTRUCTOR_LIFETIME = 7 * 24 * 3600.0  # seconds the instructor's key stays valid
@@ -216,7 +219,8 @@ class Classroom:
         return self._say(frame)
 
     def _say(self, frame: _Say) -> int:
-        notice = {"type": "announcement", "kind": frame.kind, "content": frame.content, "at": time.time()}
+        notice = {"type": "announcement", "kind": frame.kind, "content": frame.content, "at": time.time(),
+                  "id": secrets.token_hex(8)}
         if frame.exercise:
             notice["exercise"] = frame.exercise
         text = encode(notice)
@@ -269,6 +273,8 @@ class Classroom:
             self._changed()
             try:
                 client.send({"type": "welcome", "user": user})
+                for notice in reversed(list(self.notices)[:REPLAY]):  # what a late or returning one missed
+                    client.send(notice)
                 async for data in client.messages():
                     if not limit.take():
                         client.close(CLOSE_POLICY, limit.reason)
