@@ -259,6 +259,7 @@ def test_floods_oversized_frames_and_wrong_keys_are_refused_and_others_are_unhar
             async with asyncio.timeout(WAIT):
                 while True:
                     await ws.recv()
+        await ws.close()  # lets its socket go now, not when it is collected during another test
         assert info.value.rcvd is not None
         return info.value.rcvd.code, info.value.rcvd.reason
 

@@ -70,14 +70,14 @@ def exercise_of(name: str) -> tuple[str, str]:
 def mistake_of(summary: str) -> str:
     """The kind of mistake a failed check found, fit to leave the learner's machine: the summary's first
     sentence without "not right yet: ", with quoted values and reprs replaced by "…" and an exception's
-    message left out (only its type), at most 120 characters."""
+    message left out (only its type), at most 160 characters."""
     text = re.sub(r"^not right yet:\s*", "", summary.strip())
     raised = re.match(r"your code raised ([A-Za-z_][\w.]*)", text)
     if raised:
         return f"your code raised {raised.group(1)}"
     text = re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`|<[^>]*>|\{[^}]*\}|\[[^\]]*\]", "…", text)
     sentence = re.split(r"(?<=[.?!])\s", text, maxsplit=1)[0]
-    return sentence[:119] + "…" if len(sentence) > 120 else sentence
+    return sentence[:159] + "…" if len(sentence) > 160 else sentence
 
 
 class ClassMember:
@@ -116,6 +116,7 @@ class ClassMember:
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._http: httpx.Client | None = None
 
     def __repr__(self) -> str:
         return f"<ClassMember {self.name} at {self.address}: {self.state}>"
@@ -126,9 +127,12 @@ class ClassMember:
         background."""
         try:
             self._login()
-        except _Refused as exc:
-            raise ClassJoinError(str(exc)) from None
-        except httpx.HTTPError as exc:
+        except (_Refused, httpx.HTTPError) as exc:
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+            if isinstance(exc, _Refused):
+                raise ClassJoinError(str(exc)) from None
             raise ClassJoinError(f"nobody answers at {self.address} ({type(exc).__name__}): check the "
                                  "address, and that you are on the same network as the instructor") from None
         ready = threading.Event()
@@ -146,6 +150,8 @@ class ClassMember:
                 loop.call_soon_threadsafe(stop.set)
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._http is not None and (self._thread is None or not self._thread.is_alive()):
+            self._http.close()
         self._set_state("left")
 
     # -- what the notebook calls --------------------------------------------------------------------
@@ -288,8 +294,10 @@ class ClassMember:
                 self.problem = str(frame.get("message", ""))[:200]
 
     def _login(self) -> str:
-        response = httpx.post(self.address + "token", json={"username": self.name, "passcode": self.passcode},
-                              timeout=TIMEOUT)
+        if self._http is None:  # one client, kept: making one costs a TLS context, every attempt would pay it
+            self._http = httpx.Client(timeout=TIMEOUT)
+        response = self._http.post(self.address + "token",
+                                   json={"username": self.name, "passcode": self.passcode})
         if response.status_code in (401, 403, 422):
             try:
                 detail = str(response.json().get("detail"))
