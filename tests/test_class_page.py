@@ -25,7 +25,8 @@ EXERCISES = ["Exercise 1.1 (shout)", "Exercise 1.2 (sum)", "Exercise 1.3 (revers
              "Exercise 2.2 (no echo)", "Exercise 3.1 (who)", "Exercise 3.2 (history)",
              "Exercise 4.1 (room permissions)"]
 MISTAKES = {"Exercise 2.2 (no echo)": "not right yet: ada should not get her own message back.",
-            "Exercise 3.2 (history)": "not right yet: the history should hold the last 10 messages, in order."}
+            "Exercise 3.2 (history)": "not right yet: the history should hold the last 10 messages, "
+                                      "in order."}
 NAMES = ["ada", "bo", "cy", "dee", "eli", "fay", "gus", "hal", "ida", "jo", "kai", "lu", "max", "nia", "oz",
          "pia", "quinn", "ray", "sol", "tess", "uma", "vic", "wren", "xia", "yan", "zoe", "abe", "bea", "cal",
          "dot"]
