@@ -8,6 +8,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,13 @@ from wslab.reference.classroom import MAX_BATCH, Classroom, class_app
 from wslab.reference.manager import MAX_FRAME
 
 WAIT = 5.0  # seconds any one step may take
+
+
+@pytest.fixture(autouse=True)
+def class_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where join_class keeps the membership for the other kernels: a folder of this test's own."""
+    monkeypatch.setenv("WSLAB_CLASS_DIR", str(tmp_path / "class"))
+    return tmp_path / "class"
 
 
 @pytest.fixture
@@ -347,3 +355,32 @@ def test_without_an_address_joining_says_how_and_sends_nothing(capsys: pytest.Ca
     assert capsys.readouterr().out.startswith("Not in a class. To join one, fill in your name")
     wslab.leave_class()
     assert capsys.readouterr().out == "Not in a class.\n"
+
+
+def test_every_chapters_kernel_joins_the_class_chapter_00_joined(
+        served: tuple[LabServer, Classroom], class_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.lib.pretty import pretty
+
+    from wslab.checks.result import CheckResult
+    from wslab.lab import classroom as learner_side
+
+    server, classroom = served
+    wslab.join_class("ada", server.url, passcode="owl")  # chapter 00's kernel
+    pretty(CheckResult("Exercise 1.1 (shout)", "passed", "ok"))
+    assert learner_side._member is not None and learner_side._member.wait_delivered(1, WAIT)
+    learner_side._member.stop()
+    learner_side._member, learner_side._looked = None, False  # chapter 02's kernel: a new process
+    try:
+        shown = pretty(CheckResult("Exercise 2.2 (no echo)", "failed", "not right yet: bo got it twice."))
+        assert f"🎓 In class at {server.url}/ as ada: your verdicts go to your instructor" in shown
+        member = learner_side._member
+        assert member is not None and member.wait_delivered(2, WAIT)  # chapter 01's verdict, sent again
+        assert [v["exercise"] for v in member.history] == ["1.1", "2.2"]
+        assert {ex: v.status for ex, v in classroom.learners["ada"].latest.items()} == {
+            "1.1": "passed", "2.2": "failed"}
+    finally:
+        wslab.leave_class()
+    assert not (class_dir / "member.json").exists() and not (class_dir / "verdicts.jsonl").exists()
+    learner_side._looked = False  # yet another kernel, after leaving: nothing is sent
+    assert pretty(CheckResult("Exercise 3.1 (who)", "passed", "ok")) == "✅ Exercise 3.1 (who): ok"
+    assert learner_side._member is None

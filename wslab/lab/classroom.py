@@ -24,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import threading
 import time
 import uuid
 import weakref
 from collections import deque
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -117,16 +119,19 @@ class ClassMember:
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._http: httpx.Client | None = None
+        self._kept: Path | None = None  # where verdicts are also kept, for this machine's other kernels
 
     def __repr__(self) -> str:
         return f"<ClassMember {self.name} at {self.address}: {self.state}>"
 
     # -- lifecycle ----------------------------------------------------------------------------------
-    def start(self) -> ClassMember:
+    def start(self, *, login_first: bool = True) -> ClassMember:
         """Log in once (errors are raised here, clearly), then connect and stay connected in the
-        background."""
+        background. ``login_first=False``: go to the background at once (a kernel that joins a class another
+        one joined, while showing a check)."""
         try:
-            self._login()
+            if login_first:
+                self._login()
         except (_Refused, httpx.HTTPError) as exc:
             if self._http is not None:
                 self._http.close()
@@ -170,7 +175,23 @@ class ClassMember:
             self._history.append(verdict)
             self._outbox.append(verdict)
         self._poke()
+        if self._kept is not None:
+            # a full disk loses the copy, never the verdict
+            with contextlib.suppress(OSError), self._kept.open("a", encoding="utf-8") as file:
+                file.write(json.dumps(verdict) + "\n")
         return verdict
+
+    def keep_in(self, path: Path) -> None:
+        """Keep every verdict in ``path`` too (one JSON object a line), and send the ones already there: what
+        other kernels of this machine reported, so that a server that restarted gets them all back."""
+        with contextlib.suppress(OSError, ValueError):
+            lines = path.read_text(encoding="utf-8").splitlines()[-KEEP:]
+            with self._lock:
+                for line in lines:
+                    verdict = json.loads(line)
+                    if isinstance(verdict, dict):
+                        self._history.append(verdict)
+        self._kept = path
 
     def take_notices(self) -> list[str]:
         """What the instructor said since the last call, as lines to show under a check."""
@@ -339,48 +360,90 @@ def _why(exc: BaseException) -> str:
 
 
 # -- the notebook's one member ----------------------------------------------------------------------
+# Joining in chapter 00 must hold in every chapter's kernel: the membership (name, address, passcode) and the
+# verdicts are kept in a small folder on the learner's own machine, which each kernel reads when it shows its
+# first check, so that it joins too and a server that restarted gets every chapter's history back.
+CLASS_DIR_ENV = "WSLAB_CLASS_DIR"  # where the membership is kept (default ~/.wslab/class)
 _member: ClassMember | None = None
 _reported: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+_looked = False  # this kernel looked for a membership kept by another one
+
+
+def class_dir() -> Path:
+    return Path(os.environ.get(CLASS_DIR_ENV) or Path.home() / ".wslab" / "class")
 
 
 def join_class(name: str = "", address: str = "", passcode: str | None = None) -> None:
     """Join the live class at ``address`` as ``name`` with the instructor's ``passcode``: from now on each
-    check's verdict (never your code) goes to the instructor's screen. Without an address, says how to join.
-    Run it again to change your name or class; :func:`leave_class` leaves."""
-    global _member
+    check's verdict (never your code) goes to the instructor's screen, from every chapter's notebook.
+    Without an address, leaves the class if this machine was in one, and says how to join."""
+    global _member, _looked
     if not address:
-        print("Not in a class. To join one, fill in your name, the address and the passcode your instructor "
-              "gives, and run this cell again. Only each check's ✅/❌/⏳, its time and the kind of mistake "
-              "are sent: never your code. wslab.leave_class() leaves.")
+        left = _forget()
+        print(("Left the class: nothing more is sent. " if left else "Not in a class. ") +
+              "To join one, fill in your name, the address and the passcode your instructor gives, and run "
+              "this cell again. Only each check's ✅/❌/⏳, its time and the kind of mistake are sent: never "
+              "your code. wslab.leave_class() leaves.")
         return
-    leave_class(quiet=True)
+    _forget()
     member = ClassMember(name, address, passcode)
     line = _StatusLine()
     member.on_change = line.update
+    folder = class_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    member.keep_in(folder / "verdicts.jsonl")
     _member = member.start()
+    _looked = True
+    (folder / "member.json").write_text(json.dumps({"name": name, "address": member.address,
+                                                    "passcode": passcode}), encoding="utf-8")
     line.show(member)
 
 
 def leave_class(*, quiet: bool = False) -> None:
-    """Leave the class: nothing more is sent. Safe to call when not in one."""
+    """Leave the class, in every chapter's notebook: nothing more is sent. Safe to call when not in one."""
+    left = _forget()
+    if not quiet:
+        print("Left the class: nothing more is sent." if left else "Not in a class.")
+
+
+def _forget() -> bool:
     global _member
     member, _member = _member, None
     if member is not None:
         member.stop()
-    if not quiet:
-        print("Left the class: nothing more is sent." if member is not None else "Not in a class.")
+    kept = [class_dir() / "member.json", class_dir() / "verdicts.jsonl"]
+    found = any(path.exists() for path in kept)
+    for path in kept:
+        path.unlink(missing_ok=True)
+    return member is not None or found
+
+
+def _rejoin() -> str:
+    """Join the class another kernel joined (in the background: a check never waits); a line saying so."""
+    global _member, _looked
+    _looked = True
+    try:
+        kept = json.loads((class_dir() / "member.json").read_text(encoding="utf-8"))
+        member = ClassMember(str(kept["name"]), str(kept["address"]), kept.get("passcode"))
+    except (OSError, ValueError, KeyError, TypeError, ClassJoinError):
+        return ""
+    member.keep_in(class_dir() / "verdicts.jsonl")
+    _member = member.start(login_first=False)
+    return (f"\n🎓 In class at {member.address} as {member.name}: your verdicts go to your instructor "
+            "(wslab.leave_class() stops).")
 
 
 def shown(result: Any) -> str:
-    """Called as a check's verdict is shown: send it (once) if this notebook joined a class, and return what
+    """Called as a check's verdict is shown: send it (once) if this machine joined a class, and return what
     the instructor said since, as lines to add under it ("" outside a class)."""
+    joined = _rejoin() if _member is None and not _looked else ""
     member = _member
     if member is None:
         return ""
     if _reported.get(id(result)) is not result:
         _reported[id(result)] = result
         member.report(result.exercise, result.status, result.summary)
-    return "".join(f"\n{line}" for line in member.take_notices())
+    return joined + "".join(f"\n{line}" for line in member.take_notices())
 
 
 class _StatusLine:
