@@ -77,7 +77,7 @@ class Verdict(BaseModel):
     status: Status
     at: float = Field(ge=0, le=10_000_000_000)  # seconds since the epoch, on the learner's clock
     title: str | None = Field(default=None, max_length=40)  # "no echo"
-    mistake: str | None = Field(default=None, max_length=120)  # a failed check's kind of mistake
+    mistake: str | None = Field(default=None, max_length=160)  # a failed check's kind of mistake
 
 
 class _Verdicts(BaseModel):
