@@ -21,13 +21,15 @@ held to a :class:`~wslab.reference.ratelimit.RateLimit`, and receive through a b
   fragment (``/class#key=...``), which no server log sees.
 
 Only exercise ids, verdicts, times and the kind of a mistake arrive here: never a learner's code.
-One process: with several workers, give every learner and the instructor the same worker (see
-``docs/instructor.md``).
+Several workers: with the chat's Redis broker (``wslab serve --class --broker redis://...``), every worker
+keeps the whole grid, told by the others through :class:`~wslab.reference.broker.class_bus.ClassBus`, so
+learners and the instructor's page may each reach any worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import logging
@@ -35,6 +37,7 @@ import re
 import secrets
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -44,6 +47,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .app import AppRooms, create_app
 from .auth import CLOSE_POLICY, Identity, Tokens, authenticate, origin_allowed, refuse
+from .broker import RedisBroker
+from .broker.class_bus import ClassBus
 from .manager import Client, fit_reason, who
 from .pages import page
 from .protocol import MAX_CONTENT, ProtocolError, encode, loads
@@ -106,6 +111,12 @@ class Learner:
     latest: dict[str, Verdict] = field(default_factory=dict)
     mistakes: dict[str, set[str]] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)  # verdict ids: a resent verdict counts once
+    verdicts: list[Verdict] = field(default_factory=list)  # every one, for a worker that starts later
+    remote: dict[str, int] = field(default_factory=dict)  # connections on other workers, by worker
+
+    @property
+    def connected(self) -> bool:
+        return self.connections > 0 or any(self.remote.values())
 
 
 def exercise_order(exercise: str) -> tuple[Any, ...]:
@@ -125,7 +136,8 @@ class Classroom:
     logger: ClassVar[logging.Logger] = logging.getLogger(__name__)  # refusals and closes, never a body
 
     def __init__(self, tokens: Tokens, *, rooms: AppRooms | None = None, origins: Any = None,
-                 rate: float = RATE, burst: int = BURST) -> None:
+                 rate: float = RATE, burst: int = BURST, redis: str | None = None,
+                 prefix: str = "wslab") -> None:
         self.tokens = tokens
         self.rooms = rooms
         self.origins = origins
@@ -136,6 +148,8 @@ class Classroom:
         self._learner_clients: dict[Client, str] = {}
         self._instructors: set[Client] = set()
         self._push: asyncio.TimerHandle | None = None
+        # With a Redis URL, every worker keeps the whole grid: each tells the others what its learners did.
+        self.bus = ClassBus(redis, self._from_worker, prefix=prefix) if redis else None
 
     def instructor_token(self) -> str:
         """The key of the instructor's page: a token with the role ``instructor``."""
@@ -160,6 +174,7 @@ class Classroom:
                         continue
                     self.titles[verdict.exercise] = verdict.title or ""
                 learner.seen.add(verdict.id)
+                learner.verdicts.append(verdict)
                 newest = learner.latest.get(verdict.exercise)
                 if newest is None or (verdict.at, verdict.id) > (newest.at, newest.id):
                     learner.latest[verdict.exercise] = verdict
@@ -181,10 +196,10 @@ class Classroom:
             "type": "grid",
             "exercises": [{"id": ex, "title": self.titles[ex], "passed": passed[ex],
                            "mistake": self.common_mistake(ex)} for ex in exercises],
-            "learners": [{"name": one.name, "connected": one.connections > 0,
+            "learners": [{"name": one.name, "connected": one.connected,
                           "cells": {ex: {"status": v.status, "at": v.at, "mistake": v.mistake}
                                     for ex, v in one.latest.items()}} for one in learners],
-            "connected": sum(1 for one in learners if one.connections > 0),
+            "connected": sum(1 for one in learners if one.connected),
             "notices": list(self.notices),
         }
 
@@ -231,9 +246,62 @@ class Classroom:
             content = (label[frame.kind] + frame.content)[:MAX_CONTENT]
             asyncio.get_running_loop().create_task(self.rooms.announce(content))
         self.notices.appendleft(notice)
-        self.logger.info("the instructor said (%s) to %d learner connections", frame.kind, sent)
+        self.logger.info("the instructor said (%s) to %d learner connections here", frame.kind, sent)
+        self._share({"kind": "say", "notice": notice})
         self._changed()
         return sent
+
+    # -- other workers ------------------------------------------------------------------------------
+    def _share(self, event: dict[str, Any]) -> None:
+        if self.bus is not None:
+            self.bus.publish(event)
+
+    def _share_learner(self, learner: Learner, *, verdicts: bool) -> None:
+        self._share({"kind": "presence", "user": learner.name, "connections": learner.connections})
+        if verdicts:
+            for start in range(0, len(learner.verdicts), MAX_BATCH):
+                chunk = learner.verdicts[start:start + MAX_BATCH]
+                self._share({"kind": "verdicts", "user": learner.name,
+                             "verdicts": [verdict.model_dump() for verdict in chunk]})
+
+    def _from_worker(self, event: dict[str, Any]) -> None:
+        """What another worker's learners or instructor did (on this server's loop)."""
+        kind, worker = event.get("kind"), str(event.get("worker"))
+        try:
+            if kind == "hello":  # a worker (re)started: tell it everything
+                for learner in tuple(self.learners.values()):
+                    self._share_learner(learner, verdicts=True)
+            elif kind == "bye":
+                for learner in self.learners.values():
+                    learner.remote.pop(worker, None)
+            elif kind in ("presence", "verdicts"):
+                user = str(event["user"])
+                if user not in self.learners and len(self.learners) >= MAX_LEARNERS:
+                    return
+                learner = self.learners.setdefault(user, Learner(user))
+                if kind == "presence":
+                    learner.remote[worker] = int(event["connections"])
+                else:
+                    self.record(user, [Verdict.model_validate(v) for v in event["verdicts"]])
+            elif kind == "say":
+                notice = dict(event["notice"])
+                text = encode(notice)
+                for client in tuple(self._learner_clients):
+                    client.send(text)
+                self.notices.appendleft(notice)
+            self._changed()
+        except (KeyError, TypeError, ValueError):
+            self.logger.warning("an event from worker %s was not understood: %s", worker[:40], str(kind)[:20])
+
+    async def start(self) -> None:
+        """Start sharing through Redis, if this classroom has a Redis URL (the app's startup)."""
+        if self.bus is not None:
+            await self.bus.start()
+
+    async def stop(self) -> None:
+        """Stop sharing (the app's shutdown). Safe to call twice."""
+        if self.bus is not None:
+            await self.bus.stop()
 
     # -- pushing the grid ---------------------------------------------------------------------------
     def _changed(self) -> None:
@@ -270,6 +338,7 @@ class Classroom:
         async with Client(websocket, logger=self.logger) as client:
             learner.connections += 1
             self._learner_clients[client] = user
+            self._share_learner(learner, verdicts=False)
             self._changed()
             try:
                 client.send({"type": "welcome", "user": user})
@@ -283,6 +352,7 @@ class Classroom:
             finally:
                 learner.connections -= 1
                 del self._learner_clients[client]
+                self._share_learner(learner, verdicts=False)
                 self._changed()
 
     def _learner_frame(self, client: Client, user: str, data: str | bytes) -> None:
@@ -301,8 +371,12 @@ class Classroom:
         except ValidationError as exc:
             client.send({"type": "error", "message": _explain(exc)})
             return
+        new = [v for v in frame.verdicts if v.id not in self.learners[user].seen]
         taken = self.record(user, frame.verdicts)
         client.send({"type": "ack", "ids": taken})
+        recorded = [v.model_dump() for v in new if v.id in self.learners[user].seen]
+        if recorded:
+            self._share({"kind": "verdicts", "user": user, "verdicts": recorded})
         if len(taken) < len(frame.verdicts):
             client.send({"type": "error", "message": f"{len(frame.verdicts) - len(taken)} verdicts not "
                          f"recorded: at most {MAX_VERDICTS} per learner and {MAX_EXERCISES} exercises"})
@@ -372,4 +446,20 @@ def class_app(**options: Any) -> FastAPI:
     added: learners log in with its ``POST /token`` and passcode; announcements reach its rooms too."""
     app = create_app(**options)
     rooms: AppRooms = app.state.rooms
-    return add_classroom(app, Classroom(rooms.tokens, rooms=rooms, origins=rooms.origins))
+    broker = rooms.broker
+    redis = broker.url if isinstance(broker, RedisBroker) else None
+    prefix = broker.prefix if isinstance(broker, RedisBroker) else "wslab"
+    classroom = Classroom(rooms.tokens, rooms=rooms, origins=rooms.origins, redis=redis, prefix=prefix)
+    chat_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        async with chat_lifespan(app):
+            await classroom.start()
+            try:
+                yield
+            finally:
+                await classroom.stop()
+
+    app.router.lifespan_context = lifespan
+    return add_classroom(app, classroom)
