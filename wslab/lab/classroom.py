@@ -315,8 +315,10 @@ class ClassMember:
                 self.problem = str(frame.get("message", ""))[:200]
 
     def _login(self) -> str:
-        if self._http is None:  # one client, kept: making one costs a TLS context, every attempt would pay it
-            self._http = httpx.Client(timeout=TIMEOUT)
+        if self._http is None:
+            # One client, kept. For a plain http:// class no TLS is involved, so none is set up: loading the
+            # certificate store takes up to 200 ms, holding the GIL, so a check running meanwhile would wait.
+            self._http = httpx.Client(timeout=TIMEOUT, verify=self.address.startswith("https:"))
         response = self._http.post(self.address + "token",
                                    json={"username": self.name, "passcode": self.passcode})
         if response.status_code in (401, 403, 422):
