@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, expect
 
 import wslab
-from wslab.lab.classroom import ClassMember
+from wslab.lab.class_member import ClassMember
 from wslab.lab.server import LabServer
 from wslab.reference.classroom import Classroom, class_app
 

@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 import wslab
-from wslab.lab.classroom import ClassJoinError, ClassMember, mistake_of
+from wslab.lab.class_member import ClassJoinError, ClassMember, mistake_of
 from wslab.lab.server import LabServer
 from wslab.reference.classroom import MAX_BATCH, Classroom, class_app
 from wslab.reference.manager import MAX_FRAME

@@ -22,7 +22,7 @@ from websockets.asyncio.client import connect
 import wslab
 from wslab.checks.result import CheckResult
 from wslab.checks.testing import check_private_test
-from wslab.lab.classroom import ClassMember
+from wslab.lab.class_member import ClassMember
 
 LEARNERS = 30
 WAIT = 15.0  # seconds for the whole class to reach a state (30 learners reconnecting on 2 shared cores)

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from websockets.asyncio.client import connect
 
 import wslab
-from wslab.lab.classroom import ClassMember
+from wslab.lab.class_member import ClassMember
 from wslab.lab.server import LabServer
 from wslab.reference.classroom import Classroom, class_app
 
