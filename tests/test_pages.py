@@ -17,7 +17,7 @@ def test_the_echo_page_builds_its_websocket_address_from_its_own_location() -> N
 
 
 def test_an_unknown_page_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="There is no page 'nope'; the pages are: chat, echo\\."):
+    with pytest.raises(ValueError, match="There is no page 'nope'; the pages are: chat, class, echo\\."):
         wslab.page("nope")
 
 

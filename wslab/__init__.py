@@ -10,6 +10,7 @@ What the notebooks use, in one place::
 
 from __future__ import annotations
 
+from .lab.classroom import join_class, leave_class
 from .lab.client import Bots, LabClient, bots, connect, exchange, run_sync
 from .lab.exceptions import (
     AppStartupError,
@@ -44,6 +45,8 @@ __all__ = [
     "connect",
     "diagnose",
     "exchange",
+    "join_class",
+    "leave_class",
     "page",
     "run_sync",
     "running_servers",

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from wslab.lab import classroom
 from wslab.lab.client import run_sync
 from wslab.lab.server import LabServer, serve
 from wslab.lab.serverlog import render
@@ -72,7 +73,7 @@ class CheckResult:
         return "\n".join(lines)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(str(self))
+        printer.text(str(self) + classroom.shown(self))  # "" unless the notebook joined a live class
 
 
 def run_check(exercise: str, app: Any, scenario: Scenario, *, passed: str, hint: str,

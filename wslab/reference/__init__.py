@@ -17,6 +17,8 @@ so. Its modules, in the order the chapters build them:
   notifications go to the user a token names (first frame again), and a client that comes back gets what it
   missed.
 - :mod:`.broker`: rooms shared by several worker processes through Redis pub/sub.
+- :mod:`.classroom`, :mod:`.class_grid` and ``static/class.html``: the live classroom (``wslab serve
+  --class``), every learner's check verdicts on the instructor's page, built from the parts above.
 
 Run it in production with uvicorn, behind a TLS-terminating proxy::
 

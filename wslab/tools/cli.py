@@ -2,6 +2,7 @@
 
     wslab serve [--host H] [--port P] [--passcode X]   serve the complete chat app to a room of learners
                 [--broker redis://HOST:PORT/DB]        ... as one of several processes sharing rooms
+                [--class]                              ... with the live classroom at /class
     wslab doctor                                       check that this machine can run the workbook
     wslab student [--check]                            make the student copies of the chapters
 """
@@ -9,14 +10,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import errno
 import ipaddress
 import os
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main", "share_url"]
 
@@ -35,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "By default only this machine can reach it; to let a room of learners join, listen "
                     "on every interface with --host 0.0.0.0 and set a passcode.",
         epilog=f"The passcode can also come from ${PASSCODE_ENV}, the token secret (at least 32 "
-               f"bytes; random if unset) from ${SECRET_ENV}, and the broker from ${BROKER_ENV}. Stop the "
-               "server with Ctrl+C.")
+               f"bytes; random if unset) from ${SECRET_ENV}, and the broker from ${BROKER_ENV}. A line typed "
+               "into this terminal is announced to everyone. Stop the server with Ctrl+C.")
     serve.add_argument("--host", default="127.0.0.1",
                        help="the address to listen on (default 127.0.0.1, this machine only; "
                             "0.0.0.0 for everyone on the network)")
@@ -48,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="share rooms with every other server using this Redis, for example "
                             f"redis://127.0.0.1:6379/0 (give them all the same ${SECRET_ENV}); "
                             "default: rooms in this process only")
+    serve.add_argument("--class", dest="classroom", action="store_true",
+                       help="also run the live classroom: learners join from chapter 00, and the page it "
+                            "prints (/class) shows everyone's progress live")
     doctor = commands.add_parser("doctor", help="check that this machine can run the workbook",
                                  description="Check Python, the packages, and that a server starts here, "
                                              "serves a page and answers a WebSocket client.")
@@ -84,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        return serve_room(args.host, args.port, args.passcode, args.broker)
+        return serve_room(args.host, args.port, args.passcode, args.broker, classroom=args.classroom)
     if args.command == "doctor":
         from .doctor import diagnose
 
@@ -96,13 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse refuses unknown commands
 
 
-def serve_room(host: str, port: int, passcode: str | None, broker: str | None = None) -> int:
+def serve_room(host: str, port: int, passcode: str | None, broker: str | None = None, *,
+               classroom: bool = False) -> int:
     """Serve the complete app on ``host``:``port`` until Ctrl+C; return the exit status. ``broker``: a
-    Redis URL to share rooms with other servers (:func:`wslab.reference.broker.base.broker_from_url`)."""
+    Redis URL to share rooms with other servers (:func:`wslab.reference.broker.base.broker_from_url`).
+    ``classroom``: add the live classroom (:mod:`wslab.reference.classroom`). Each line typed on stdin is
+    announced to everyone (every chat room and, with the classroom, every learner's notebook)."""
     import uvicorn
 
     from wslab.reference.app import create_app  # imported here: `wslab doctor` need not load the app
     from wslab.reference.broker import broker_from_url, log_to_stderr, redacted
+    from wslab.reference.classroom import class_app
     from wslab.reference.manager import MAX_FRAME
     from wslab.reference.wsprotocol import WebSocketProtocol
 
@@ -118,7 +129,8 @@ def serve_room(host: str, port: int, passcode: str | None, broker: str | None = 
         print(f"wslab serve: --broker: {exc}", file=sys.stderr)
         return 1
     try:
-        app = create_app(passcode=passcode, secret=os.environ.get(SECRET_ENV) or None, broker=shared)
+        make = class_app if classroom else create_app
+        app = make(passcode=passcode, secret=os.environ.get(SECRET_ENV) or None, broker=shared)
     except ValueError as exc:  # a secret that is too short
         sock.close()
         print(f"wslab serve: ${SECRET_ENV}: {exc}", file=sys.stderr)
@@ -143,11 +155,42 @@ def serve_room(host: str, port: int, passcode: str | None, broker: str | None = 
         if not os.environ.get(SECRET_ENV):
             print(f"       give them all the same ${SECRET_ENV}: a token from one is refused by the others",
                   flush=True)
-    print("       stop it with Ctrl+C.", flush=True)
+    if classroom:
+        key = app.state.classroom.instructor_token()
+        print(f"wslab: the class's page is at {url}class#key={key}", flush=True)
+        print("       keep that address to yourself: it lets its holder speak to the room. Learners join "
+              "from chapter 00 with the address above.", flush=True)
+        if not os.environ.get(SECRET_ENV):
+            print(f"       set ${SECRET_ENV} to keep that address valid when you restart the server.",
+                  flush=True)
+        say = app.state.classroom.say
+    else:
+        say = app.state.rooms.announce
+    print("       type a line here and press Enter to announce it to everyone; stop with Ctrl+C.", flush=True)
+
+    async def run() -> None:
+        threading.Thread(target=_announce_lines, args=(asyncio.get_running_loop(), say), daemon=True,
+                         name="wslab-announce").start()
+        await uvicorn.Server(config).serve(sockets=[sock])
+
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn shuts down cleanly, then passes Ctrl+C on
-        uvicorn.Server(config).run(sockets=[sock])
+        asyncio.run(run())
     print("wslab: stopped.", flush=True)
     return 0
+
+
+def _announce_lines(loop: asyncio.AbstractEventLoop, say: Callable[[str], Coroutine[Any, Any, int]]) -> None:
+    """Announce each line typed on stdin (on the server's loop), until stdin ends."""
+    for line in sys.stdin:
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            count = asyncio.run_coroutine_threadsafe(say(text[:2000]), loop).result(timeout=5)
+        except (RuntimeError, TimeoutError, ValueError) as exc:  # the server is stopping
+            print(f"wslab: not announced: {exc}", file=sys.stderr, flush=True)
+            return
+        print(f"wslab: announced to {count} connection{'s' if count != 1 else ''}.", flush=True)
 
 
 def make_student_copies(chapters: Path, out: Path, *, check: bool) -> int:
