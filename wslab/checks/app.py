@@ -15,6 +15,10 @@ from wslab.lab.server import LabServer
 from wslab.lab.transcript import Transcript
 from wslab.reference.app import AppRooms
 
+from .frames import has as _has
+from .frames import join as _join
+from .frames import next_frame as _next
+from .frames import nothing as _nothing
 from .result import CheckResult, Mismatch, run_check
 
 __all__ = ["REACTIONS", "check_reactions", "check_typing"]
@@ -29,39 +33,6 @@ FROM_TOKEN_HINT = ("the name comes from the token: use the user argument relay i
 OWN_FIELDS_HINT = ("build the frame you send from what you checked (the type, the user from the token, the "
                    "validated fields), not from the client's frame: whatever else a client puts in it must "
                    "not reach anyone.")
-
-
-async def _next(bot: LabClient, step: str, expected: Any, wait: float = 3.0) -> Any:
-    """The next frame ``bot`` receives, as JSON; a :class:`Mismatch` for ``step`` if none comes."""
-    try:
-        return await bot.recv_json(wait)
-    except TimeoutError:
-        raise Mismatch(step, expected, f"nothing within {wait:g} s") from None
-    except ConnectionClosed:
-        raise Mismatch(step, expected, f"the connection closed: {bot.close_code} {bot.close_reason or ''}"
-                       ) from None
-
-
-async def _join(bot: LabClient, token: str, step: str) -> Any:
-    """Authenticate ``bot``; its first frame, which should be its ``join``."""
-    await bot.send({"type": "auth", "token": token})
-    return await _next(bot, step, "a join frame")
-
-
-async def _nothing(bot: LabClient, step: str, hint: str) -> None:
-    try:
-        frame = await bot.recv_json(0.5)
-    except TimeoutError:
-        return
-    raise Mismatch(step, "(nothing)", frame, hint)
-
-
-def _has(frame: Any, expected: dict[str, Any], step: str, hint: str | None = None) -> None:
-    """Like :func:`expect`, but extra fields (an id, a time) are fine."""
-    if not (isinstance(frame, dict) and all(frame.get(key) == value for key, value in expected.items())):
-        if hint is None:
-            raise Mismatch(step, expected, frame)
-        raise Mismatch(step, expected, frame, hint)
 
 
 def _no_client_fields(frame: Any, step: str) -> None:

@@ -18,6 +18,10 @@ from wslab.lab.transcript import Transcript
 from wslab.reference.auth import Tokens
 from wslab.reference.protocol import MAX_CONTENT
 
+from .frames import has as _has
+from .frames import join as _join
+from .frames import next_frame as _next
+from .frames import nothing as _nothing
 from .result import CheckResult, Mismatch, run_check
 
 __all__ = ["check_announce", "check_room_permissions"]
@@ -30,28 +34,6 @@ def _tokens(app: Any) -> Tokens:
         raise Mismatch("the app should be secure_app(YourRooms(tokens))", "app.state.rooms.tokens",
                        f"app.state.rooms is {rooms!r}")
     return tokens
-
-
-async def _next(bot: LabClient, step: str, expected: Any, wait: float = 3.0, *, presence: bool = True) -> Any:
-    """The next frame ``bot`` receives, as JSON (skipping join and leave frames unless ``presence``); a
-    :class:`Mismatch` for ``step`` if none comes."""
-    try:
-        for _ in range(20):
-            frame = await bot.recv_json(wait)
-            if presence or not (isinstance(frame, dict) and frame.get("type") in ("join", "leave")):
-                return frame
-        raise Mismatch(step, expected, "only join and leave frames")
-    except TimeoutError:
-        raise Mismatch(step, expected, f"nothing within {wait:g} s") from None
-    except ConnectionClosed:
-        raise Mismatch(step, expected, f"the connection closed: {bot.close_code} {bot.close_reason or ''}"
-                       ) from None
-
-
-async def _join(bot: LabClient, token: str, step: str) -> Any:
-    """Authenticate ``bot``; its first frame, which should be its ``join``."""
-    await bot.send({"type": "auth", "token": token})
-    return await _next(bot, step, "a join frame")
 
 
 async def _refused(bot: LabClient, token: str, step: str, hint: str = "") -> None:
@@ -68,20 +50,6 @@ async def _refused(bot: LabClient, token: str, step: str, hint: str = "") -> Non
                            hint) from None
         return
     raise Mismatch(step, expected, frame, hint)
-
-
-async def _nothing(bot: LabClient, step: str, hint: str = "") -> None:
-    try:
-        frame = await bot.recv_json(0.5)
-    except TimeoutError:
-        return
-    raise Mismatch(step, "(nothing)", frame, hint)
-
-
-def _has(frame: Any, expected: dict[str, Any], step: str, hint: str = "") -> None:
-    """Like :func:`expect`, but extra fields (an id, a time) are fine."""
-    if not (isinstance(frame, dict) and all(frame.get(key) == value for key, value in expected.items())):
-        raise Mismatch(step, expected, frame, hint)
 
 
 def check_room_permissions(app: Any) -> CheckResult:

@@ -27,7 +27,9 @@ from wslab.reference.app import AppRooms, create_app
 from wslab.reference.auth import Tokens
 
 from .app import FLOOD as TYPING_FLOOD
-from .app import FROM_TOKEN_HINT, _closed_with, _has, _next, _no_client_fields, _rooms
+from .app import FROM_TOKEN_HINT, _closed_with, _no_client_fields, _rooms
+from .frames import has as _has
+from .frames import next_frame as _next
 from .result import CheckResult, Mismatch, expect, run_check_on_servers
 
 __all__ = ["HISTORY_SIZE", "check_stream_history", "check_typing_everywhere"]
