@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -93,3 +93,20 @@ async def chat(server: LabServer, *names: str, **options: Any) -> AsyncIterator[
             for bot in team.values():
                 assert await bot.recv() == f"{name}: here"
         yield team
+
+
+def single_endpoint(path: str, handler: Callable[..., Any]) -> FastAPI:
+    """An app with one WebSocket endpoint: ``handler`` at ``path``."""
+    app = FastAPI()
+    app.websocket(path)(handler)
+    return app
+
+
+async def shout_title_case(websocket: WebSocket) -> None:
+    """A wrong answer to 1.1 that catches the disconnect: Title Case instead of capitals."""
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text((await websocket.receive_text()).title())
+    except WebSocketDisconnect:
+        pass

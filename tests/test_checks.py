@@ -13,6 +13,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from apps import shout_title_case, single_endpoint
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 import wslab
@@ -91,21 +92,6 @@ def test_the_stub_is_not_done_yet_and_does_not_raise(exercise: str) -> None:
     assert result.status == "not done"
     assert "not done yet" in str(result) and "NotImplementedError" in str(result)
     assert "Hint:" in str(result)
-
-
-def single_endpoint(path: str, handler: Callable[..., Any]) -> FastAPI:
-    app = FastAPI()
-    app.websocket(path)(handler)
-    return app
-
-
-async def shout_title_case(websocket: WebSocket) -> None:
-    await websocket.accept()
-    try:
-        while True:
-            await websocket.send_text((await websocket.receive_text()).title())
-    except WebSocketDisconnect:
-        pass
 
 
 def test_passing_the_handler_function_instead_of_the_app_says_so() -> None:

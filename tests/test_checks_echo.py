@@ -10,30 +10,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from apps import shout_title_case, single_endpoint
+from fastapi import WebSocket, WebSocketDisconnect
 
 from wslab.checks import check_reverse, check_shout, check_sum
-
-
-def single_endpoint(path: str, handler: Callable[..., Any]) -> FastAPI:
-    app = FastAPI()
-    app.websocket(path)(handler)
-    return app
 
 
 async def shout_without_catching_disconnect(websocket: WebSocket) -> None:
     await websocket.accept()
     while True:
         await websocket.send_text((await websocket.receive_text()).upper())
-
-
-async def shout_title_case(websocket: WebSocket) -> None:
-    await websocket.accept()
-    try:
-        while True:
-            await websocket.send_text((await websocket.receive_text()).title())
-    except WebSocketDisconnect:
-        pass
 
 
 async def sum_that_closes_on_bad_input(websocket: WebSocket) -> None:
