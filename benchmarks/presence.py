@@ -1,14 +1,17 @@
 """What presence costs the complete app: N clients join one room one after another, each reading everything.
 
-Every ``join`` carries the room's whole user list to every member, so the k-th join sends k lists of k
-names: N joins deliver about N³/6 names. Part 4 of ``broadcast.py``; alone:
+The joiner gets the room's whole list and every other member only the change (who, the count, a version), so
+the k-th join sends one list of k names and k-1 small frames: N joins deliver O(N²) bytes. The column
+"(list to all)" is what the same joins delivered before that change, when every ``join`` carried the whole
+list to every member (the k-th join, k lists of k names: about N³/6 names), computed from that frame format.
+Part 4 of ``broadcast.py``; alone:
 
     python3 run.py bench presence [--sizes 250,500,1000] [--json PATH]
 
 Each client connects, logs in and waits for its own ``join`` before the next one starts (the load
 generator's processes take turns). The run ends once every client has read every ``join`` meant for it:
 wall time from the first connection, the server's CPU time, its peak memory, the frames and payload bytes
-delivered (checked against the count computed from the frame format). A size that has not finished
+delivered (frames checked against the count, N(N+1)/2). A size that has not finished
 joining within ``BUDGET`` seconds stops there; its figures say how far it got, and the full size is
 extrapolated with the growth measured between the two largest sizes that finished.
 """
@@ -35,8 +38,8 @@ Row = dict[str, Any]
 
 
 def join_bytes(n: int) -> tuple[int, int]:
-    """Frames and payload bytes that ``n`` sequential joins deliver: the k-th join's list of k names goes
-    to the k members."""
+    """Frames and payload bytes that ``n`` sequential joins delivered when every join carried the whole list
+    (before presence sent changes): the k-th join's list of k names went to the k members."""
     from wslab.reference.protocol import Join, encode
 
     empty = len(encode(Join(user="", users=[])))  # '{"type":"join","user":"","users":[]}'
@@ -93,22 +96,23 @@ def presence_runs(*, quick: bool = False, repeat: int = 1, workers: int = 2, siz
 
 
 def extrapolate(a: Row, b: Row, n: int) -> Row:
-    """Wall and CPU time at ``n`` on the growth measured from ``a`` to ``b`` (t ~ N^p); bytes computed."""
+    """Wall and CPU time at ``n`` on the growth measured from ``a`` to ``b`` (t ~ N^p); frames N(N+1)/2, and
+    bytes in proportion (a change frame's size hardly grows with N)."""
     out: Row = {}
     for key in ("wall_s", "server_cpu_s"):
         power = math.log(b[key] / a[key]) / math.log(b["n"] / a["n"])
         out[key], out[key.replace("_s", "_power")] = b[key] * (n / b["n"]) ** power, power
-    frames, data = join_bytes(n)
-    return out | {"frames": frames, "mb_delivered": data / 1e6}
+    frames = n * (n + 1) // 2
+    return out | {"frames": frames, "mb_delivered": b["mb_delivered"] * frames / b["frames"]}
 
 
 def print_presence(rows: list[Row]) -> None:
     print("\nPresence: N clients join the complete app's room one after another, each reading everything\n"
           f"{'N':>6} {'joined':>7} {'wall s':>8} {'server CPU s':>13} {'clients CPU s':>14} "
-          f"{'MB delivered':>13} {'(computed)':>11} {'frames':>12} {'peak MB':>8}")
+          f"{'MB delivered':>13} {'(list to all)':>14} {'frames':>12} {'peak MB':>8}")
     for row in rows:
         print(f"{row['n']:>6,} {row['joined']:>7,} {row['wall_s']:>8.1f} {row['server_cpu_s']:>13.1f} "
-              f"{row['clients_cpu_s']:>14.1f} {row['mb_delivered']:>13,.1f} {row['expected_mb']:>11,.1f} "
+              f"{row['clients_cpu_s']:>14.1f} {row['mb_delivered']:>13,.1f} {row['expected_mb']:>14,.1f} "
               f"{row['frames']:>12,} {row['peak_mb']:>8.0f}"
               + ("" if row["complete"] else "   (stopped: budget)")
               + (f"   {row['closed']} clients closed" if row["closed"] else ""))
