@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stalled_client import _raise_nofile, _run
+from broadcast_servers import raise_nofile
+from stalled_client import _run
 from subprocess_server import serve_script
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -50,7 +51,7 @@ Row = dict[str, Any]
 def _serve(broker: str, port: int) -> None:
     """Run the complete app in this process until it is terminated; ``broker``: "memory", or "redis-PORT"
     for the Redis on that port (no URL: it names the server's log file)."""
-    _raise_nofile()
+    raise_nofile()
     logging.getLogger("asyncio").setLevel(logging.ERROR)  # clients vanishing at the end
     import uvicorn
 

@@ -32,7 +32,6 @@ import contextlib
 import json
 import logging
 import os
-import resource
 import statistics
 import sys
 import time
@@ -42,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from broadcast_servers import raise_nofile
 from subprocess_server import serve_script
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -56,16 +56,9 @@ Row = dict[str, Any]
 
 
 # -- servers ----------------------------------------------------------------------------------------
-def _raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else 2**16
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
 def _serve(kind: str, port: int) -> None:
     """Run one server in this process until it is terminated."""
-    _raise_nofile()  # and hush asyncio's "socket.send() raised exception." when clients vanish at the end:
+    raise_nofile()  # and hush asyncio's "socket.send() raised exception." when clients vanish at the end:
     logging.getLogger("asyncio").setLevel(logging.ERROR)
     if kind == "bare":
         return asyncio.run(_serve_bare(port))
@@ -178,7 +171,7 @@ async def _progress(count: Callable[[], int], target: int, idle: float = IDLE) -
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on a new event loop: here, or in a thread if a loop already runs (a notebook)."""
     def run() -> T:
-        _raise_nofile()
+        raise_nofile()
         with contextlib.closing(asyncio.new_event_loop()) as loop:
             return loop.run_until_complete(coro)
 
