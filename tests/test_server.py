@@ -41,6 +41,15 @@ def test_serve_listens_on_loopback_and_answers() -> None:
     assert repr(server) == "LabServer('t-basic', stopped)"
 
 
+def test_a_server_answers_unless_its_loop_is_held_or_it_is_stopped() -> None:
+    with serve(echo_app(), name="t-answers") as server:
+        assert server.answers(1.0)
+        with server.paused(timeout=5):  # as a handler spinning without an await would hold it
+            assert not server.answers(0.2)
+        assert server.answers(1.0)
+    assert not server.answers(0.2)
+
+
 def test_stop_frees_the_port_and_is_idempotent() -> None:
     server = serve(echo_app(), name="t-stop")
     port = server.port

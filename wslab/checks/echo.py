@@ -21,6 +21,10 @@ from .result import CheckResult, Mismatch, expect, run_check
 __all__ = ["check_reverse", "check_shout", "check_sum"]
 
 DROP_WAIT = 3.0  # seconds the check waits for a handler to end after its client left, before judging it
+HELD = 1.0  # seconds the server's loop may take to run a callback before the check calls it held by a handler
+# Seconds a client that leaves politely waits for the server's close frame (websockets waits 10 by default):
+# a server whose loop runs replies at once; one held by a spinning handler never does.
+CLOSE_WAIT = 2.0
 
 
 def _errors_logged(server: LabServer) -> int:
@@ -32,9 +36,14 @@ async def _ended_quietly(server: LabServer, port: int, errors_before: int, step:
     session = server.sessions.for_client_port(port)
     if session is None:
         return
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(DROP_WAIT):
-            await asyncio.shield(asyncio.wrap_future(session.done))
+    deadline = asyncio.get_running_loop().time() + DROP_WAIT
+    while not session.done.done() and (left := deadline - asyncio.get_running_loop().time()) > 0:
+        if not await asyncio.to_thread(server.answers, HELD):  # not slow: the handler holds the server
+            raise Mismatch(step, "the handler ends", "it still runs, and the server answers nothing else",
+                           hint)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(HELD, left)):
+                await asyncio.shield(asyncio.wrap_future(session.done))
     await asyncio.sleep(0)  # uvicorn logs a handler's traceback right after it returns: let that land
     if not session.done.done():
         return  # slow to end is not wrong; one that never ends, or logs later, is judged when the check ends
@@ -70,7 +79,7 @@ def check_shout(app: Any) -> CheckResult:
     left."""
 
     async def scenario(server: LabServer, transcript: Transcript) -> None:
-        async with connect(server, "/shout", transcript=transcript) as ws:
+        async with connect(server, "/shout", transcript=transcript, close_timeout=CLOSE_WAIT) as ws:
             for text in ("hello", "Grüße aus Köln", "it's 3 pm", "again", "and once more"):
                 await ws.send(text)
                 expect(await ws.recv(), text.upper(), f"the reply to {text!r} should be {text.upper()!r}",
@@ -155,7 +164,7 @@ def check_reverse(app: Any) -> CheckResult:
     message (a dropped client makes the handler close or send on a dead connection)."""
 
     async def scenario(server: LabServer, transcript: Transcript) -> None:
-        async with connect(server, "/reverse", transcript=transcript) as ws:
+        async with connect(server, "/reverse", transcript=transcript, close_timeout=CLOSE_WAIT) as ws:
             for data in (b"\x01\x02\x03", b"wslab", b""):
                 await ws.send(data)
                 expect(await ws.recv(), data[::-1], f"the reply to {data!r} should be {data[::-1]!r}",

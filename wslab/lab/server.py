@@ -239,9 +239,9 @@ class LabServer:
             self._uvicorn.should_exit = True
             if self._thread.is_alive():
                 self._thread.join(timeout)
-            if self._thread.is_alive():  # a handler ignores shutdown: stop waiting for it
-                self._uvicorn.force_exit = True
-                self._thread.join(timeout)
+            if self._thread.is_alive() and self.answers(0.5):  # a handler ignores shutdown: stop waiting
+                self._uvicorn.force_exit = True                # for it (unless it holds the loop: then
+                self._thread.join(timeout)                     # the loop cannot even see force_exit)
         with _servers_lock:
             if _servers.get(self.name) is self:
                 del _servers[self.name]
@@ -314,6 +314,19 @@ class LabServer:
             yield
         finally:
             release.set()
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """True if the server's event loop runs a callback within ``timeout``; False while something holds
+        it (a handler looping without an await, a ``time.sleep``), or when the server is stopped."""
+        loop = self._loop
+        if not self.running or loop is None:
+            return False
+        answered = threading.Event()
+        try:
+            loop.call_soon_threadsafe(answered.set)
+        except RuntimeError:  # the loop closed meanwhile
+            return False
+        return answered.wait(timeout)
 
     # -- what happened -----------------------------------------------------------------------------
     def print_log(self, level: int | str = "WARNING") -> None:
