@@ -279,8 +279,8 @@ def test(venv: Path, args: Sequence[str]) -> NoReturn:
     need_test_programs(venv)
     python = str(venv_program(venv, "python"))
     say("ruff and mypy")
-    if subprocess.run([python, "-m", "ruff", "check", "run.py", "wslab", "tests", "benchmarks"],
-                      cwd=ROOT).returncode != 0:
+    linted = ["run.py", "conftest.py", "wslab", "tests", "benchmarks"]
+    if subprocess.run([python, "-m", "ruff", "check", *linted], cwd=ROOT).returncode != 0:
         sys.exit(1)
     if subprocess.run([python, "-m", "mypy"], cwd=ROOT).returncode != 0:
         sys.exit(1)
