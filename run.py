@@ -209,6 +209,8 @@ def setup(wanted: str | None, *, test: bool, bench: bool = False) -> Path:
     command = ["sync", "--locked", "--python", str(venv_program(venv, "python"))]
     command += ["--extra", "test"] if test else ["--inexact"]
     command += ["--group", "bench"] if bench else []
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):  # Python never caches bytecode here, so every process
+        command.append("--compile-bytecode")  # would compile each module it imports: compile them once
     status, said = run_uv(uv, venv, command)
     if status != 0 and "needs to be updated" in said:
         fail("uv.lock does not match pyproject.toml. If you changed the dependencies, run "

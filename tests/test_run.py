@@ -107,11 +107,13 @@ def test_a_failed_install_is_never_taken_for_a_finished_one_and_the_next_run_rep
     assert "installing the locked packages into .venv-" in failed.stderr
     assert "Nothing was recorded as done" in failed.stderr and "run the same command again" in failed.stderr
 
-    repaired = run_py(project, *probe)  # the network is back
+    repaired = run_py(project, *probe, PYTHONDONTWRITEBYTECODE="1")  # the network is back
     assert repaired.returncode == 0, repaired.stderr
     assert repaired.stdout == "ready\n"
 
     venv = next(project.glob(".venv-*"))
+    # Python writes no bytecode here, so the install compiled it: no process compiles what it imports
+    assert list(venv.glob("**/site-packages/fastapi/__pycache__/applications.*.pyc")), "no bytecode"
     python = str(run.venv_program(venv, "python"))
     uninstall = [sys.executable, "-m", "uv", "pip", "uninstall", "--python", python, "fastapi"]
     subprocess.run(uninstall, check=True, capture_output=True)  # `pip uninstall fastapi`, by mistake
