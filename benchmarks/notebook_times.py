@@ -1,7 +1,7 @@
 """How long each notebook takes to run top to bottom in a fresh kernel (the machine's part of a workshop).
 
-    python3 run.py python benchmarks/notebook_times.py                              # every chapter
-    python3 run.py python benchmarks/notebook_times.py notebooks/student/*.ipynb    # the student copies
+    python3 run.py bench notebook_times                              # every chapter
+    python3 run.py bench notebook_times notebooks/student/*.ipynb    # the student copies
 
 Runs every notebook in notebooks/ (or those named) with nbclient, one after the other, each in a new kernel
 started from this Python, in the notebook's own folder, as "Run all" would. The files are read, never
