@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 from apps import echo_app, failing_startup_app
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from rawclient import refusal_of_an_oversized_frame
 
 import wslab
 from wslab import AppStartupError, PortInUseError, ServerStopped, ServerTimeoutError, serve
+from wslab.lab.transcript import Transcript
 from wslab.reference.manager import MAX_FRAME
 
 
@@ -48,6 +49,28 @@ def test_a_server_answers_unless_its_loop_is_held_or_it_is_stopped() -> None:
             assert not server.answers(0.2)
         assert server.answers(1.0)
     assert not server.answers(0.2)
+
+
+def test_a_session_records_the_code_the_app_closed_with_and_only_a_close_by_the_app() -> None:
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def closes(websocket: WebSocket) -> None:
+        await websocket.accept()
+        if await websocket.receive_text() == "close":
+            await websocket.close(1013, "too slow")
+
+    async def visit(text: str) -> int:
+        async with wslab.connect(server, "/ws", transcript=Transcript(live=False)) as ws:
+            port = ws.connection.local_address[1]
+            await ws.send(text)
+        return port
+
+    with serve(app, name="t-closing") as server:
+        closed, left = (wslab.run_sync(visit(text)) for text in ("close", "bye"))
+        server.wait_idle(5)
+        assert server.sessions.for_client_port(closed).closing.result(0) == 1013
+        assert not server.sessions.for_client_port(left).closing.done()  # the client closed, not the app
 
 
 def test_stop_frees_the_port_and_is_idempotent() -> None:

@@ -14,7 +14,7 @@ import concurrent.futures
 import threading
 from dataclasses import dataclass, field
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["Session", "SessionTracker"]
 
@@ -30,6 +30,9 @@ class Session:
     done: concurrent.futures.Future[BaseException | None] = field(
         default_factory=concurrent.futures.Future
     )
+    #: the close code, once the app started closing the connection (a client that stopped reading sees it
+    #: only when it reads again)
+    closing: concurrent.futures.Future[int] = field(default_factory=concurrent.futures.Future)
 
     @property
     def error(self) -> BaseException | None:
@@ -56,8 +59,14 @@ class SessionTracker:
             self._active += 1
             self._all.append(session)
         error: BaseException | None = None
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "websocket.close" and not session.closing.done():
+                session.closing.set_result(message.get("code", 1000))
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, sending)
         except BaseException as exc:
             error = exc
             raise
