@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "tests"))
+sys.path.insert(0, str(Path(__file__).parent / "tests"))  # for this file, and for the tests: apps.py...
 
 from student_copy import add_student_runs  # noqa: E402  (found through the line above)
 

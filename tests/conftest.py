@@ -1,14 +1,10 @@
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from wslab.lab.browser import chromium_path
-
-sys.path.insert(0, str(Path(__file__).parent))  # so tests can import apps.py
 
 
 @pytest.fixture(scope="module")
