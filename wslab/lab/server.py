@@ -239,9 +239,10 @@ class LabServer:
             self._uvicorn.should_exit = True
             if self._thread.is_alive():
                 self._thread.join(timeout)
-            if self._thread.is_alive() and self.answers(0.5):  # a handler ignores shutdown: stop waiting
-                self._uvicorn.force_exit = True                # for it (unless it holds the loop: then
-                self._thread.join(timeout)                     # the loop cannot even see force_exit)
+            if self._thread.is_alive():  # a handler ignores shutdown: stop waiting for it
+                self._uvicorn.force_exit = True
+                if self.answers(0.5):  # unless it holds the loop, which then cannot even see force_exit
+                    self._thread.join(timeout)
         with _servers_lock:
             if _servers.get(self.name) is self:
                 del _servers[self.name]
