@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import queue
 import re
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -65,19 +67,23 @@ async def joined(server: LabServer, app: FastAPI, room: str, *users: str) -> Asy
 
 
 def test_a_flood_is_closed_with_1008_and_the_others_keep_chatting(server: LabServer, app: FastAPI) -> None:
-    async def scenario() -> tuple[int, int | None, str | None, object]:
+    async def scenario() -> tuple[int, float, int | None, str | None, object]:
         async with joined(server, app, "lobby", "ada", "bo") as (ada, bo):
+            start = time.monotonic()
             for n in range(60):
                 await ada.send({"type": "message", "content": f"spam {n}"})
             code = await ada.wait_closed(5.0)
+            took = time.monotonic() - start
             received = 0
             while (await bo.recv_json())["type"] == "message":
                 received += 1
             await bo.send({"type": "message", "content": "still here"})
-            return received, code, ada.close_reason, await bo.recv_json()
+            return received, took, code, ada.close_reason, await bo.recv_json()
 
-    received, code, reason, last = wslab.run_sync(scenario())
-    assert received == 20  # the burst went through; then the connection closed
+    received, took, code, reason, last = wslab.run_sync(scenario())
+    # the burst went through, and what the rate refilled while the 60 arrived (on a busy machine that takes
+    # a while); then the connection closed
+    assert 20 <= received <= 20 + math.ceil(5 * took), (received, took)
     assert (code, reason) == (1008, "too many messages: at most 20 at once, then 5 per second")
     assert last == {"type": "message", "user": "bo", "content": "still here"}
 
