@@ -1,7 +1,8 @@
-"""The complete app's chat page (``wslab/reference/static/chat.html``) in a real browser: Debian's chromium
-driven by Playwright, against a real server per test. The page's test hooks are listed at the top of the HTML.
+"""The complete app's chat page (``wslab/reference/static/chat.html``) in a real browser: Debian's
+chromium-headless-shell (or chromium) driven by Playwright, against a real server per test. The page's test
+hooks are listed at the top of the HTML.
 
-``python3 run.py test`` installs chromium; without it these tests fail (they never skip), saying so.
+``python3 run.py test`` installs a chromium; without one these tests fail (they never skip), saying so.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 from playwright.sync_api import Browser, Dialog, Page, expect
 
 import wslab
+from wslab.lab import browser as lab_browser
 from wslab.lab.server import LabServer
 from wslab.reference.app import AppRooms, create_app
 from wslab.reference.broker import MemoryBroker
@@ -132,6 +134,22 @@ def app() -> FastAPI:
 @pytest.fixture
 def chat(make_chat: Callable[[FastAPI], Chat], app: FastAPI) -> Chat:
     return make_chat(app)
+
+
+# -- the browser ---------------------------------------------------------------------------------------
+def test_headless_runs_debians_headless_shell_and_a_window_the_full_chromium(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WSLAB_CHROMIUM", raising=False)
+    installed = {lab_browser.HEADLESS_SHELL, "/usr/bin/chromium"}
+    monkeypatch.setattr(lab_browser.os, "access", lambda path, _mode: path in installed)
+    assert lab_browser.chromium_path() == lab_browser.HEADLESS_SHELL
+    assert lab_browser.chromium_path(headless=False) == "/usr/bin/chromium"  # the shell shows no window
+    installed.remove(lab_browser.HEADLESS_SHELL)
+    assert lab_browser.chromium_path() == "/usr/bin/chromium"
+    monkeypatch.setenv("WSLAB_CHROMIUM", "/usr/bin/chromium")  # a choice in the environment wins
+    installed.add(lab_browser.HEADLESS_SHELL)
+    monkeypatch.setattr(lab_browser.shutil, "which", lambda program: program)
+    assert lab_browser.chromium_path() == "/usr/bin/chromium"
 
 
 # -- the page itself -------------------------------------------------------------------------------

@@ -81,6 +81,29 @@ def test_an_unknown_benchmark_lists_the_benchmarks_before_installing_anything() 
     assert "there is no benchmark 'brodcast'" in result.stderr and "broadcast, " in result.stderr
 
 
+@pytest.mark.parametrize(("found", "apt_has_it", "installs"), [
+    ("", True, True),  # no browser yet: the headless shell is what the tests drive
+    ("/usr/bin/chromium", True, True),  # chromium is there: the shell as well, for half the CPU
+    ("/usr/bin/chromium", False, False),  # Ubuntu has no such package: chromium does
+    ("", False, True),  # apt's lists may be empty before its update: try
+])
+def test_a_root_debian_machine_gets_the_headless_shell_for_the_browser_tests(
+        monkeypatch: pytest.MonkeyPatch, found: str, apt_has_it: bool, installs: bool) -> None:
+    tried: list[list[str]] = []
+    monkeypatch.delenv("WSLAB_CHROMIUM", raising=False)
+    monkeypatch.setattr(run, "root_with_apt", lambda: True)
+    monkeypatch.setattr(run, "HEADLESS_SHELL", "/nonexistent/chromium-headless-shell")
+    monkeypatch.setattr(run, "apt_knows", lambda package: apt_has_it)
+    monkeypatch.setattr(run, "apt_install", lambda packages, why: tried.append(list(packages)) or True)
+    assert run.want_headless_shell(found) is installs
+    assert tried == ([["chromium-headless-shell", "fonts-liberation"]] if installs else [])
+
+    monkeypatch.setattr(run, "apt_install", lambda packages, why: False)  # no network, or no package
+    assert run.want_headless_shell(found) is False
+    monkeypatch.setattr(run, "root_with_apt", lambda: False)  # not root: never installs
+    assert run.want_headless_shell("") is False
+
+
 # -- a copy of the project, set up as a learner would ---------------------------------------------------
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
