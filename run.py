@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -209,8 +210,6 @@ def setup(wanted: str | None, *, test: bool, bench: bool = False) -> Path:
     command = ["sync", "--locked", "--python", str(venv_program(venv, "python"))]
     command += ["--extra", "test"] if test else ["--inexact"]
     command += ["--group", "bench"] if bench else []
-    if os.environ.get("PYTHONDONTWRITEBYTECODE"):  # Python never caches bytecode here, so every process
-        command.append("--compile-bytecode")  # would compile each module it imports: compile them once
     status, said = run_uv(uv, venv, command)
     if status != 0 and "needs to be updated" in said:
         fail("uv.lock does not match pyproject.toml. If you changed the dependencies, run "
@@ -303,6 +302,9 @@ def run_in(venv: Path, program: str, args: Sequence[str]) -> NoReturn:
     search = str(path.parent) + os.pathsep + os.environ.get("PATH", "")
     env = dict(os.environ, VIRTUAL_ENV=str(venv), PATH=search)
     env.pop("PYTHONHOME", None)
+    if env.pop("PYTHONDONTWRITEBYTECODE", None):  # no bytecode beside the sources, as this machine asks, but
+        # in the environment: else every process (test worker, kernel, server) compiles all it imports again
+        env["PYTHONPYCACHEPREFIX"] = env.get("PYTHONPYCACHEPREFIX") or str(venv / "pycache")
     if WINDOWS:  # no real exec on Windows: wait, and pass the exit status on
         sys.exit(subprocess.run(command, env=env).returncode)
     os.execve(str(path), command, env)
@@ -318,6 +320,8 @@ def test(venv: Path, args: Sequence[str]) -> NoReturn:
     if subprocess.run([python, "-m", "mypy"], cwd=ROOT).returncode != 0:
         sys.exit(1)
     say("pytest (tests/ and every notebook)")
+    temporary = Path(tempfile.gettempdir()).resolve()  # the last run's temporary files' bytecode (run_in)
+    shutil.rmtree(venv / "pycache" / temporary.relative_to(temporary.anchor), ignore_errors=True)
     run_in(venv, "python", ["-m", "pytest", *PYTEST_WORKERS, *args])
 
 
