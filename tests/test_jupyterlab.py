@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_process import running_jupyter
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 STUDENT = Path(__file__).parent.parent / "notebooks" / "student"
@@ -74,28 +74,48 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield Lab(address, base)
 
 
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
+@pytest.fixture(scope="module")
+def jupyterlab(browser: Browser, lab: Lab) -> Iterator[Page]:
+    """JupyterLab open in a tab, in a workspace of its own (else it would restore another run's tabs). The
+    chapters open in it one after the other, as a learner opens them: a second page would load JupyterLab
+    again (5 to 7 s of CPU)."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
-    yield context
+    page = context.new_page()
+    page.goto(lab.url("lab/workspaces/wslab-test/tree/notebooks"))
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+    page.evaluate("() => window.jupyterapp.restored.then(() => true)")
+    yield page
     context.close()
 
 
-def open_notebook(context: BrowserContext, lab: Lab, name: str) -> Page:
-    page = context.new_page()
-    # a workspace of its own: JupyterLab would otherwise restore the last one's tabs, and run its commands
-    # on whichever notebook it last focused
-    page.goto(lab.url(f"lab/workspaces/{Path(name).stem}/tree/notebooks/{name}"))
-    page.wait_for_function("""() => { const p = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-                                      return p && p.sessionContext && p.sessionContext.session &&
-                                             p.sessionContext.session.kernel &&
-                                             p.sessionContext.session.kernel.status === "idle"; }""",
-                           timeout=60_000)
-    return page
+def open_notebook(page: Page, name: str) -> Panel:
+    """Open ``notebooks/name`` in JupyterLab (File > Open) and wait for its kernel; it is then the current
+    tab, on which Run All and Restart act."""
+    page.evaluate("""async (path) => {
+        await window.jupyterapp.commands.execute("docmanager:open", {path}); }""", f"notebooks/{name}")
+    page.wait_for_function("""(name) => { const p = window.jupyterapp.shell.currentWidget;
+                                          return p && p.context && p.context.path.endsWith(name) &&
+                                                 p.sessionContext && p.sessionContext.session &&
+                                                 p.sessionContext.session.kernel &&
+                                                 p.sessionContext.session.kernel.status === "idle"; }""",
+                           arg=name, timeout=60_000)
+    return Panel(page, page.evaluate("() => window.jupyterapp.shell.currentWidget.id"))
 
 
-def run_all(page: Page, *, restart: bool = False) -> None:
+@dataclass
+class Panel:
+    """A notebook's tab in JupyterLab: the page, and the panel's element id (other chapters stay open)."""
+
+    page: Page
+    id: str
+
+    def locator(self, selector: str) -> Locator:
+        return self.page.locator(f"[id='{self.id}'] {selector}")
+
+
+def run_all(panel: Panel, *, restart: bool = False) -> None:
     """Run > Run All Cells, or Kernel > Restart Kernel and Run All Cells; return once every cell ran."""
+    page = panel.page
     if restart:
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:restart-run-all'); }")
         page.get_by_role("button", name="Confirm Kernel Restart").or_(
@@ -113,15 +133,15 @@ def run_all(page: Page, *, restart: bool = False) -> None:
     assert page.evaluate(ERRORS) == []
 
 
-def echo_works(page: Page) -> None:
+def echo_works(panel: Panel) -> None:
     """Chapter 01's echo page, in its frame in the notebook, and in a tab of its own from the link."""
-    page.locator("iframe").last.scroll_into_view_if_needed()  # a cell off screen may not render its frame
-    frame = page.frame_locator("iframe").last
+    panel.locator("iframe").last.scroll_into_view_if_needed()  # a cell off screen may not render its frame
+    frame = panel.locator("iframe").last.content_frame
     try:
         expect(frame.locator("#state")).to_have_text("connected", timeout=PAGE_WITHIN)
     except AssertionError:
         ARTIFACTS.mkdir(exist_ok=True)
-        page.locator("iframe").last.screenshot(path=ARTIFACTS / "jupyterlab-echo-frame.png")
+        panel.locator("iframe").last.screenshot(path=ARTIFACTS / "jupyterlab-echo-frame.png")
         shown = frame.locator("body").inner_text(timeout=2_000)
         pytest.fail(f"the echo page in its frame is not connected; it shows: {shown[:500]!r} "
                     "(screenshot in test-artifacts/)")
@@ -135,19 +155,19 @@ def chat_works(tab: Page, name: str) -> None:
     expect(tab.locator("#state")).to_have_attribute("data-state", "open", timeout=PAGE_WITHIN)
 
 
-def link(page: Page, lab: Lab, text: str) -> str:
+def link(panel: Panel, lab: Lab, text: str) -> str:
     """Where the notebook's link ``text`` leads: a page of the kernel's server, direct or proxied."""
-    href = page.get_by_role("link", name=text).last.get_attribute("href")
+    href = panel.locator("a").filter(has_text=text).last.get_attribute("href")
     assert href is not None
     return lab.address + href if href.startswith("/") else href
 
 
 def test_chapter_01_echo_page_works_after_run_all_twice_and_after_a_restart(
-        lab: Lab, context: BrowserContext) -> None:
-    notebook = open_notebook(context, lab, "01_echo.ipynb")
+        lab: Lab, jupyterlab: Page) -> None:
+    notebook = open_notebook(jupyterlab, "01_echo.ipynb")
     run_all(notebook)
     echo_works(notebook)
-    tab = context.new_page()
+    tab = jupyterlab.context.new_page()
     tab.goto(link(notebook, lab, "Open the echo page in a new tab"))
     expect(tab.locator("#state")).to_have_text("connected", timeout=PAGE_WITHIN)
 
@@ -157,14 +177,16 @@ def test_chapter_01_echo_page_works_after_run_all_twice_and_after_a_restart(
 
     run_all(notebook, restart=True)
     echo_works(notebook)
+    tab.close()
 
 
-def test_chapter_06_chat_page_works_after_run_all_twice(lab: Lab, context: BrowserContext) -> None:
-    notebook = open_notebook(context, lab, "06_complete_app.ipynb")
+def test_chapter_06_chat_page_works_after_run_all_twice(lab: Lab, jupyterlab: Page) -> None:
+    notebook = open_notebook(jupyterlab, "06_complete_app.ipynb")
     run_all(notebook)
-    tab = context.new_page()
+    tab = jupyterlab.context.new_page()
     tab.goto(link(notebook, lab, "Open the chat page"))
     chat_works(tab, "zed")
 
     run_all(notebook)
     expect(tab.locator("#state")).to_have_attribute("data-state", "open", timeout=PAGE_WITHIN)
+    tab.close()
