@@ -1,6 +1,7 @@
 """How ``python run.py test`` runs the suite, wherever pytest is pointed (tests/, notebooks/ or both):
-each chapter's student copy after the chapter, and whole units spread over the xdist workers, longest
-first. Fixtures for the tests are in tests/conftest.py."""
+each chapter's student copy after the chapter, whole units spread over the xdist workers, longest first,
+and nbval's kernels started dependably (tests/nbval_kernel.py). Fixtures for the tests are in
+tests/conftest.py."""
 
 import sys
 from pathlib import Path
@@ -10,7 +11,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "tests"))  # for this file, and for the tests: apps.py...
 
-from student_copy import add_student_runs  # noqa: E402  (found through the line above)
+import nbval_kernel  # noqa: E402  (found through the line above)
+from student_copy import add_student_runs  # noqa: E402
+
+nbval_kernel.install()
 
 
 def unit_of(nodeid: str) -> str:
@@ -60,5 +64,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     worker is left alone with a long one at the end."""
     add_student_runs(items)
     items.sort(key=_slowest_first)
+
 
 

@@ -7,8 +7,10 @@ ran, and each chapter opens with what it teaches."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nbformat
+import nbval_kernel
 import pytest
 from student_copy import NOTEBOOKS, STUDENT, checks_after_stubs
 
@@ -53,3 +55,30 @@ def test_the_notebook_opens_with_what_you_build_learn_need_and_time(path: Path) 
     assert opening.startswith("# ")
     for part in ("**What you'll build:**", "**What you'll learn:**", "**What you need:**", "**Time:**"):
         assert part in opening, f"{path.name} does not say {part}"
+
+
+# -- how nbval starts its kernels (nbval_kernel.py) ---------------------------------------------------------
+def test_a_kernel_that_dies_at_start_is_started_again_and_the_last_failure_shows_its_stderr(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    starts: list[str] = []
+
+    def dies_twice(startup_timeout: float, kernel_name: str, *, stderr: Any, **kwargs: Any) -> str:
+        starts.append(kernel_name)
+        stderr.write(f"zmq.error.ZMQError: Address already in use (start {len(starts)})\n")
+        stderr.flush()
+        if len(starts) < 3:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return "started"
+
+    monkeypatch.setattr(nbval_kernel, "_nbval_start_new_kernel", dies_twice)
+    nbval_devnull = (tmp_path / "devnull").open("w")
+    assert nbval_kernel.start_new_kernel(60, "python3", stderr=nbval_devnull) == "started"
+    assert starts == ["python3"] * 3 and nbval_devnull.closed  # no ResourceWarning later
+
+    starts.clear()
+    monkeypatch.setattr(nbval_kernel, "STARTS", 2)
+    with pytest.raises(RuntimeError) as failed:
+        nbval_kernel.start_new_kernel(60, "python3")
+    assert len(starts) == 2
+    assert "Kernel died before replying to kernel_info (tried 2 times)" in str(failed.value)
+    assert "Address already in use (start 2)" in str(failed.value)

@@ -37,8 +37,11 @@ def workers(broker: str, count: int = 2) -> Iterator[list[Worker]]:
     started = [Worker(broker) for _ in range(count)]
     try:
         yield [worker.ready() for worker in started]
-    finally:
-        logs = [worker.stop() for worker in started]
+    except BaseException as exc:  # what the workers logged, to tell why
+        for number, log in enumerate(worker.stop() for worker in started):
+            exc.add_note(f"--- worker {number}'s log:\n{log[-3000:]}")
+        raise
+    logs = [worker.stop() for worker in started]
     for log in logs:
         assert "Traceback" not in log and "ERROR" not in log, log
 
