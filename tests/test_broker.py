@@ -356,6 +356,25 @@ def test_a_shared_room_applies_what_redis_says_in_order_and_never_goes_back() ->
     assert room.users == ["bo", "dee", "eve"]
 
 
+def test_a_leave_is_applied_when_the_list_that_came_first_could_not_remove_anyone() -> None:
+    """Just after connecting, a worker's lists from Redis remove nobody. Its sweep and its refresh run in the
+    same tick: Redis numbers the sweep's leave 4 and reads the list at 4, and the list's reply, on another
+    connection, can arrive before the announcement. The leave must still be applied (bo was listed for
+    ever, and the test of a stopped worker failed one run in five)."""
+    room = RedisBroker("redis://127.0.0.1:1/0").room("lobby")
+    ada = Inbox()
+    room.snapshot(["ada", "bo"], 3)
+    room.members["ada"] = ada  # type: ignore[assignment]
+    room.snapshot(["ada"], 4, removals=False)  # bo's entry expired, and the sweep's leave is number 4
+    assert room.users == ["ada", "bo"]
+    room.changed("leave", "bo", 4)
+    assert room.users == ["ada"] and ada.frames == [{"type": "leave", "user": "bo", "count": 1, "version": 3}]
+    room.snapshot(["ada", "cy"], 5, removals=False)
+    room.changed("leave", "cy", 5)  # cy was in that list: this leave is older news
+    room.changed("leave", "ada", 5)
+    assert room.users == ["ada", "cy"]
+
+
 class Inbox:
     """Stands in for a member's Client: keeps the frames it is sent."""
 

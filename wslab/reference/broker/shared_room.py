@@ -83,6 +83,7 @@ class SharedRoom(Room):
         self._users: list[str] = []
         self._early: list[tuple[int, str, str]] = []  # changes heard before the first list
         self._releasing: set[str] = set()  # left here; Redis has not announced it yet
+        self._unlisted: set[str] = set()  # kept, though the last list (removals=False) lacked them
 
     @property
     def users(self) -> list[str]:
@@ -148,9 +149,13 @@ class SharedRoom(Room):
         if self.number < 0:
             self._early.append((number, kind, user))
             return
-        if number <= self.number:
-            return  # already in a list applied since
+        if number <= self.number:  # already in a list applied since...
+            if kind == "leave" and user in self._unlisted:  # ...which could not remove them: this does
+                self._unlisted.discard(user)
+                self._remove(user)
+            return
         self.number = number
+        self._unlisted.discard(user)
         if kind == "join":
             self._add(user)
         else:
@@ -160,16 +165,19 @@ class SharedRoom(Room):
     def snapshot(self, users: list[str], number: int, *, removals: bool = True) -> None:
         """Redis's list for the room, read at change ``number``. ``removals=False`` adds the users this
         worker's clients do not know yet and removes nobody (just after Redis restarted, when the other
-        workers may not have registered their users again)."""
+        workers may not have registered their users again); a leave that Redis announces for one it kept
+        is then applied, even numbered before the list (the list's reply can overtake the announcement)."""
         if self.number >= 0 and number <= self.number:
             return
         early, self._early, self.number = self._early, [], number
         for user in users:
             if user not in self._releasing:
                 self._add(user)
+        unlisted = [user for user in self._users if user not in users]
         if removals:
-            for user in [user for user in self._users if user not in users]:
+            for user in unlisted:
                 self._remove(user)
+        self._unlisted = set() if removals else set(unlisted)
         for later, kind, user in sorted(early):
             self.changed(kind, user, later)
 
