@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent
 OLDEST = (3, 11)  # the oldest Python wslab supports (pyproject.toml's requires-python); no upper cap
 WINDOWS = os.name == "nt"
 # Most tests wait on timers, sockets and kernels rather than compute: four workers per core keep the cores
-# busy (on 2 cores: 2 min 36 s to 2 min 57 s, 90 % busy; with 4 workers, 3 min 59 s). At most 16, for memory.
+# busy (on 2 cores: 2 min 17 s to 2 min 33 s, 82 to 88 % busy; with 4 workers, 4 min). At most 16, for memory.
 # conftest.py hands them whole units (a notebook's cells stay in order in one kernel), longest first.
 PYTEST_WORKERS = ["-n", str(min(4 * (os.cpu_count() or 1), 16))]
 BINDER_REQUIREMENTS = "binder/requirements.txt"
