@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -71,6 +72,31 @@ def test_a_session_records_the_code_the_app_closed_with_and_only_a_close_by_the_
         server.wait_idle(5)
         assert server.sessions.for_client_port(closed).closing.result(0) == 1013
         assert not server.sessions.for_client_port(left).closing.done()  # the client closed, not the app
+
+
+def test_a_session_records_when_the_app_last_sent_and_when_it_closed_on_the_servers_clock() -> None:
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def pings_then_closes(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("ping")
+        await asyncio.sleep(0.3)
+        await websocket.close(1011)
+
+    async def visit() -> tuple[int, float]:
+        async with wslab.connect(server, "/ws", transcript=Transcript(live=False)) as ws:
+            before = time.monotonic()
+            await ws.recv()
+            await asyncio.sleep(0.5)  # a client too busy to read: the close is waiting when it looks
+            await ws.wait_closed(5)
+            return ws.connection.local_address[1], time.monotonic() - before
+
+    with serve(app, name="t-times") as server:
+        port, seen = wslab.run_sync(visit())
+        session = server.sessions.for_client_port(port)
+        assert session is not None and session.last_sent is not None and session.closed_at is not None
+        assert 0.29 <= session.closed_at - session.last_sent < seen  # (a timer may fire a hair early)
 
 
 def test_stop_frees_the_port_and_is_idempotent() -> None:

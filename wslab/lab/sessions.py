@@ -12,6 +12,7 @@ import asyncio
 import collections
 import concurrent.futures
 import threading
+import time
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +34,10 @@ class Session:
     #: the close code, once the app started closing the connection (a client that stopped reading sees it
     #: only when it reads again)
     closing: concurrent.futures.Future[int] = field(default_factory=concurrent.futures.Future)
+    #: when (``time.monotonic()``) the app last sent a frame, and when it started closing: the server's own
+    #: times, free of the delays a busy client adds to what it measures
+    last_sent: float | None = None
+    closed_at: float | None = None
 
     @property
     def error(self) -> BaseException | None:
@@ -61,7 +66,10 @@ class SessionTracker:
         error: BaseException | None = None
 
         async def sending(message: Message) -> None:
-            if message["type"] == "websocket.close" and not session.closing.done():
+            if message["type"] == "websocket.send":
+                session.last_sent = time.monotonic()
+            elif message["type"] == "websocket.close" and not session.closing.done():
+                session.closed_at = time.monotonic()
                 session.closing.set_result(message.get("code", 1000))
             await send(message)
 
