@@ -100,7 +100,7 @@ def test_a_flood_is_logged_with_who_and_why_and_no_token_or_message_is(app: Fast
             await ada.recv_json()
             await bo.send({"type": "auth", "token": bo_token})
             for n in range(60):
-                await ada.send({"type": "message", "content": f"the door code is 4711 ({n})"})
+                await ada.send({"type": "message", "content": f"the door code is swordfish ({n})"})
             await ada.wait_closed(5.0)
 
     with service_logs_debug(), wslab.serve(app, name="t-app-log") as server:
@@ -112,7 +112,7 @@ def test_a_flood_is_logged_with_who_and_why_and_no_token_or_message_is(app: Fast
         'DEBUG wslab.reference.app: 127.0.0.1:<port> - "/ws/chat/lobby" bo - left (1000)',
     ]
     logged = "\n".join(record.getMessage() for record in server.log.records)
-    assert ada_token not in logged and bo_token not in logged and "4711" not in logged
+    assert ada_token not in logged and bo_token not in logged and "swordfish" not in logged
 
 
 def test_the_rate_limit_counts_per_connection_and_can_be_set(server: LabServer) -> None:

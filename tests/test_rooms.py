@@ -267,7 +267,7 @@ def test_each_refusal_and_leave_is_logged_once_with_who_and_why_and_never_a_mess
         async with members(server, "lobby/ada", "lobby/bo") as team:
             async with impostor(server) as mallory:
                 await mallory.wait_closed()
-            await team["bo"].send({"type": "message", "content": "the door code is 4711"})
+            await team["bo"].send({"type": "message", "content": "the door code is swordfish"})
             await team["ada"].recv_json()
         client = wslab.connect(server, "/chat/lobby/ada!", transcript=Transcript(live=False))
         async with client as invalid:
@@ -284,7 +284,7 @@ def test_each_refusal_and_leave_is_logged_once_with_who_and_why_and_never_a_mess
         'INFO wslab.reference.rooms: 127.0.0.1:<port> - "/chat/lobby/ada!" - closed 1008: not a valid user '
         "name: use 1 to 32 letters, digits, _ . -",
     ]
-    assert not [record for record in server.log.records if "4711" in record.getMessage()]
+    assert not [record for record in server.log.records if "swordfish" in record.getMessage()]
 
 
 def test_a_frame_over_max_frame_bytes_is_logged_as_closed_1009(server: LabServer) -> None:
