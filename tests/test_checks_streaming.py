@@ -370,7 +370,9 @@ def alive_app(receive: Callable[[WebSocket], Any], *, pinger: bool = False) -> F
 
 
 def heartbeat(*, ping_after: float = PING_AFTER, pong_within: float | None = PONG_WITHIN, ping: bool = True,
-              code: int = 1011, as_text: bool = False) -> Callable[[WebSocket], Any]:
+              code: int = 1011, as_text: bool = False, farewell: bool = False) -> Callable[[WebSocket], Any]:
+    """With ``farewell``, an error frame just before the close (a correct answer, written differently)."""
+
     async def receive(websocket: WebSocket) -> Any:
         try:
             async with asyncio.timeout(ping_after):
@@ -384,6 +386,8 @@ def heartbeat(*, ping_after: float = PING_AFTER, pong_within: float | None = PON
                 async with asyncio.timeout(pong_within if ping else 0):
                     return await websocket.receive()
             except TimeoutError:
+                if farewell:
+                    await websocket.send_json({"type": "error", "message": "no pong: closing"})
                 await websocket.close(code, "no pong")
                 return None
 
@@ -614,8 +618,9 @@ def on_a_busy_machine() -> FastAPI:
 
 @pytest.mark.parametrize("app", [
     alive_app(heartbeat()), pinged_flag(), alive_app(wait_for_helper), watchdog_task(cancel=True),
-    on_a_busy_machine(),
-], ids=["timeout-twice", "pinged-flag", "wait-for-helper", "watchdog-cancelled", "on-a-busy-machine"])
+    on_a_busy_machine(), alive_app(heartbeat(farewell=True)),
+], ids=["timeout-twice", "pinged-flag", "wait-for-helper", "watchdog-cancelled", "on-a-busy-machine",
+        "says-why-before-closing"])
 def test_heartbeat_correct_variants_pass(app: FastAPI) -> None:
     result = check_heartbeat(app)
     assert result.passed, str(result)

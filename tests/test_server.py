@@ -74,7 +74,7 @@ def test_a_session_records_the_code_the_app_closed_with_and_only_a_close_by_the_
         assert not server.sessions.for_client_port(left).closing.done()  # the client closed, not the app
 
 
-def test_a_session_records_when_the_app_last_sent_and_when_it_closed_on_the_servers_clock() -> None:
+def test_a_session_records_when_the_app_first_sent_and_when_it_closed_on_the_servers_clock() -> None:
     app = FastAPI()
 
     @app.websocket("/ws")
@@ -82,6 +82,7 @@ def test_a_session_records_when_the_app_last_sent_and_when_it_closed_on_the_serv
         await websocket.accept()
         await websocket.send_text("ping")
         await asyncio.sleep(0.3)
+        await websocket.send_text("no pong: closing")  # a last frame does not move the first one's time
         await websocket.close(1011)
 
     async def visit() -> tuple[int, float]:
@@ -95,8 +96,8 @@ def test_a_session_records_when_the_app_last_sent_and_when_it_closed_on_the_serv
     with serve(app, name="t-times") as server:
         port, seen = wslab.run_sync(visit())
         session = server.sessions.for_client_port(port)
-        assert session is not None and session.last_sent is not None and session.closed_at is not None
-        assert 0.29 <= session.closed_at - session.last_sent < seen  # (a timer may fire a hair early)
+        assert session is not None and session.first_sent is not None and session.closed_at is not None
+        assert 0.29 <= session.closed_at - session.first_sent < seen  # (a timer may fire a hair early)
 
 
 def test_stop_frees_the_port_and_is_idempotent() -> None:

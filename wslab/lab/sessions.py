@@ -34,9 +34,9 @@ class Session:
     #: the close code, once the app started closing the connection (a client that stopped reading sees it
     #: only when it reads again)
     closing: concurrent.futures.Future[int] = field(default_factory=concurrent.futures.Future)
-    #: when (``time.monotonic()``) the app last sent a frame, and when it started closing: the server's own
+    #: when (``time.monotonic()``) the app first sent a frame, and when it started closing: the server's own
     #: times, free of the delays a busy client adds to what it measures
-    last_sent: float | None = None
+    first_sent: float | None = None
     closed_at: float | None = None
 
     @property
@@ -66,8 +66,8 @@ class SessionTracker:
         error: BaseException | None = None
 
         async def sending(message: Message) -> None:
-            if message["type"] == "websocket.send":
-                session.last_sent = time.monotonic()
+            if message["type"] == "websocket.send" and session.first_sent is None:
+                session.first_sent = time.monotonic()
             elif message["type"] == "websocket.close" and not session.closing.done():
                 session.closed_at = time.monotonic()
                 session.closing.set_result(message.get("code", 1000))
