@@ -9,7 +9,9 @@ what this worker's clients have been told, kept in step with Redis:
 - a list read from Redis (when a name is claimed, at each refresh) comes with the number it was read at,
   and replaces the local list only if it is newer than every change already applied;
 - changes that arrive before the room's first list are held back, then applied on top of it;
-- a user who left here is not put back by a list read before Redis heard of the departure.
+- a user who left here is not put back by a list read before Redis heard of the departure;
+- a leave Redis announces is applied even if a list read after it came first, when that list could remove
+  nobody (just after connecting): the list's reply and the announcement come on different connections.
 
 Each difference is told to this worker's members as a ``join`` or a ``leave``, once: a change with the count
 and this room's presence ``version`` here (the whole list goes only to the user who joins, and to a ``who``),
